@@ -1,0 +1,174 @@
+"""Every metric of DESIGN.md, defined once and used by runs, tables and figures."""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.export import bake, deployable, serialized_size
+
+MEASURED_TYPES = (nn.Linear, nn.Conv2d)
+
+
+def params_total(model: nn.Module) -> int:
+    """All parameters: weights, biases, norm layers and the classifier."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def params_effective(model: nn.Module) -> int:
+    """Nonzero stored parameters, with masks applied (for a structured or generated model: what it stores)."""
+    if hasattr(model, "stored_parameter_count"):
+        return int(model.stored_parameter_count())
+    count = 0
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name.endswith("_orig") and hasattr(module, name[: -len("_orig")] + "_mask"):
+                p = getattr(module, name[: -len("_orig")])  # the masked tensor the forward uses
+            count += int((p.detach() != 0).sum())
+    return count
+
+
+def layer_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Multiply-accumulates of each Linear/Conv2d layer on one input, via torch's flop counter."""
+    named = {f"{type(model).__name__}.{n}": n for n, m in model.named_modules() if isinstance(m, MEASURED_TYPES)}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    counts = counter.get_flop_counts()
+    # The counter reports FLOPs = 2 x MACs for matmul and convolution.
+    return {short: int(sum(counts.get(full, {}).values())) // 2 for full, short in named.items()}
+
+
+def per_layer(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, object]]:
+    """One row per Linear/Conv2d layer of the baked model: sizes, density, MACs, PQ index."""
+    baked = bake(model)
+    macs = layer_macs(baked, input_shape)
+    rows = []
+    for name, module in baked.named_modules():
+        if isinstance(module, MEASURED_TYPES):
+            w = module.weight.detach()
+            nonzero = int((w != 0).sum())
+            rows.append({
+                "layer": name, "type": type(module).__name__, "shape": "x".join(map(str, w.shape)),
+                "weights": w.numel(), "nonzero": nonzero, "density": nonzero / w.numel(),
+                "macs_dense": macs[name], "macs_effective": macs[name] * nonzero / w.numel(),
+                "pq_index": pq_index(w.flatten()),
+            })
+    return rows
+
+
+def flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, float]:
+    """(MACs of the model as built, MACs x per-layer weight density): ShrinkBench's flops and flops_nz."""
+    rows = per_layer(model, input_shape)
+    return sum(r["macs_dense"] for r in rows), sum(r["macs_effective"] for r in rows)
+
+
+def pq_index(w: torch.Tensor, p: float = 0.5, q: float = 1.0) -> float:
+    """PQ index I_{p,q}(w) = 1 − d^{1/q−1/p}·‖w‖_p/‖w‖_q (Diao et al., ICLR 2023, Def. 1).
+
+    0 for a vector of equal magnitudes, 1 − d^{1/q−1/p} for a one-hot vector; defined as 0 for an
+    all-zero or empty vector (the SAP code's convention).
+    """
+    if not 0 < p < q:
+        raise ValueError(f"the PQ index needs 0 < p < q, got p={p}, q={q}")
+    w = w.detach().double().flatten().abs()
+    d = w.numel()
+    if d == 0 or not bool((w > 0).any()):
+        return 0.0
+    # Divide by the max first so the p-norm of a large vector does not overflow.
+    w = w / w.max()
+    norm_p = w.pow(p).sum().pow(1 / p)
+    norm_q = w.pow(q).sum().pow(1 / q)
+    value = 1 - d ** (1 / q - 1 / p) * float(norm_p / norm_q)
+    return max(0.0, value)
+
+
+def model_pq_index(model: nn.Module) -> float:
+    """PQ index of all prunable weights (every Linear/Conv2d weight but the classifier's), concatenated."""
+    baked = bake(model)
+    classifier = getattr(baked, "classifier", None)
+    weights = [m.weight.flatten() for m in baked.modules() if isinstance(m, MEASURED_TYPES) and m is not classifier]
+    return pq_index(torch.cat(weights)) if weights else 0.0
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+             topk: tuple[int, ...] = (1,)) -> dict[int, float]:
+    """Top-k accuracy weighted by sample count (no per-batch averaging)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    correct = {k: 0 for k in topk}
+    for i in range(0, len(y), batch_size):
+        logits = model(x[i:i + batch_size].to(device))
+        top = logits.topk(max(topk), dim=1).indices.cpu()
+        hit = top == y[i:i + batch_size].unsqueeze(1)
+        for k in topk:
+            correct[k] += int(hit[:, :k].any(1).sum())
+    model.train(was_training)
+    return {k: c / len(y) for k, c in correct.items()}
+
+
+@contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@torch.inference_mode()
+def latencies_ms(models: dict[str, nn.Module], input_shape: tuple[int, ...], batch: int,
+                 repeats: int = 30, warmup: int = 5, threads: int = 1) -> dict[str, float]:
+    """Median wall time per forward (ms) of each model, interleaved so drift hits all alike."""
+    x = torch.randn(batch, *input_shape)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with pinned_threads(threads):
+        for _ in range(warmup):
+            for m in models.values():
+                m(x)
+        for _ in range(repeats):
+            for k, m in models.items():
+                start = time.perf_counter()
+                m(x)
+                times[k].append((time.perf_counter() - start) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def size_metrics(dense: nn.Module, model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
+    total, effective = params_total(dense), params_effective(model)
+    flops_dense, _ = flops(dense, input_shape)
+    _, flops_effective = flops(model, input_shape)
+    size_bytes, size_gzip = serialized_size(deployable(model))
+    ratio = total / max(effective, 1)
+    return {
+        "params_total": total, "params_effective": effective,
+        "compression_ratio": ratio, "fraction_removed": 1 - 1 / ratio,
+        "flops_dense": flops_dense, "flops_effective": flops_effective,
+        "theoretical_speedup": flops_dense / max(flops_effective, 1e-9),
+        "size_bytes": size_bytes, "size_bytes_gzip": size_gzip,
+        "pq_index": model_pq_index(model),
+    }
+
+
+def latency_metrics(dense: nn.Module, model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30,
+                    threads: int = 1) -> dict[str, float]:
+    """Latency of the deployable forms of dense and compressed models, measured side by side."""
+    forms = {"dense": deployable(dense).cpu(), "compressed": deployable(model).cpu()}
+    out: dict[str, float] = {}
+    for batch in (1, 256):
+        ms = latencies_ms(forms, input_shape, batch, repeats=repeats, threads=threads)
+        out[f"latency_ms_b{batch}"] = ms["compressed"]
+        out[f"dense_latency_ms_b{batch}"] = ms["dense"]
+        out[f"measured_speedup_b{batch}"] = ms["dense"] / ms["compressed"]
+    out["measured_speedup"] = out["measured_speedup_b256"]
+    return out

@@ -1,0 +1,168 @@
+"""Training under Lightning: one LightningModule for classification (with optional distillation), one
+Trainer factory, and batches cut from in-memory tensors (no per-sample DataLoader collation)."""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.recipes import TrainRecipe
+from datasets import DataSplits
+
+
+
+def _quiet_lightning() -> None:
+    """No banners or tips per Trainer (lightning sets its loggers to INFO when imported)."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
+class TensorBatches:
+    """Mini-batches sliced from tensors held in memory; the order is reshuffled each epoch from a seed."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0):
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.shuffle:
+            order = torch.randperm(len(self.y), generator=self.generator)
+            x, y = self.x[order], self.y[order]  # one gather per epoch, then contiguous slices
+        else:
+            x, y = self.x, self.y
+        for i in range(0, len(y), self.batch_size):
+            yield x[i:i + self.batch_size], y[i:i + self.batch_size]
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                      kd_weight: float, temperature: float) -> torch.Tensor:
+    """kd_weight·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − kd_weight)·CE (Hinton et al. 2015)."""
+    ce = F.cross_entropy(student_logits, targets)
+    if kd_weight == 0:
+        return ce
+    kl = F.kl_div(F.log_softmax(student_logits / temperature, 1), F.log_softmax(teacher_logits / temperature, 1),
+                  log_target=True, reduction="batchmean")
+    return kd_weight * temperature**2 * kl + (1 - kd_weight) * ce
+
+
+def _lightning_module_class():
+    import lightning.pytorch as pl
+
+    class ClassifierModule(pl.LightningModule):
+        """Cross-entropy (or distillation) training with sample-weighted validation accuracy."""
+
+        def __init__(self, model: nn.Module, recipe: TrainRecipe, teacher: nn.Module | None = None,
+                     kd_weight: float = 0.0, temperature: float = 1.0, log_every: int = 50):
+            super().__init__()
+            self.model, self.recipe = model, recipe
+            self._teacher = (teacher,)  # a tuple keeps the teacher out of parameters() and the optimiser
+            self.kd_weight, self.temperature, self.log_every = kd_weight, temperature, log_every
+            self._correct = self._seen = None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x)
+
+        def on_fit_start(self) -> None:
+            if self._teacher[0] is not None:
+                self._teacher[0].to(self.device).eval()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            logits = self.model(x)
+            teacher = self._teacher[0]
+            if teacher is not None and self.kd_weight > 0:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+                loss = distillation_loss(logits, teacher_logits, y, self.kd_weight, self.temperature)
+            else:
+                loss = F.cross_entropy(logits, y)
+            if batch_idx % self.log_every == 0:
+                self.log("train_loss", loss.detach(), prog_bar=True, batch_size=len(y))
+            return loss
+
+        def on_validation_epoch_start(self) -> None:
+            self._correct = torch.zeros((), device=self.device, dtype=torch.long)
+            self._seen = 0
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self._correct += (self.model(x).argmax(1) == y).sum()
+            self._seen += len(y)
+
+        def on_validation_epoch_end(self) -> None:
+            self.log("val_acc", self._correct.float() / max(self._seen, 1), prog_bar=True)
+
+        def configure_optimizers(self):
+            r = self.recipe
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            if r.optimizer == "adam":
+                opt = torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
+            else:
+                opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, nesterov=True)
+            if r.schedule == "cosine":
+                return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(r.epochs, 1))}
+            return opt
+
+    return ClassifierModule
+
+
+def _best_validation_callback():
+    from lightning.pytorch.callbacks import Callback
+
+    class BestValidation(Callback):
+        """Keeps the weights of the epoch with the best validation accuracy and restores them at the end."""
+
+        def __init__(self) -> None:
+            self.best, self.state = -1.0, None
+
+        def on_validation_end(self, trainer, module) -> None:
+            acc = float(trainer.callback_metrics["val_acc"])
+            if acc > self.best:
+                self.best = acc
+                self.state = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+
+        def on_fit_end(self, trainer, module) -> None:
+            if self.state is not None:
+                module.model.load_state_dict(self.state)
+
+    return BestValidation()
+
+
+def make_trainer(max_epochs: int, progress: bool = False, accelerator: str = "auto", callbacks: list | None = None):
+    """The one Trainer factory: GPU when present (accelerator="auto"), quiet, no checkpoint files."""
+    import lightning.pytorch as pl
+
+    _quiet_lightning()
+    return pl.Trainer(
+        max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+        num_sanity_val_steps=0, callbacks=callbacks or [],
+    )
+
+
+def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teacher: nn.Module | None = None,
+        kd_weight: float = 0.0, temperature: float = 1.0, progress: bool = False, accelerator: str = "auto") -> nn.Module:
+    """Train ``model`` in place on the training split; returns it on the CPU with the best-val weights."""
+    if recipe.epochs == 0:
+        return model
+    torch.manual_seed(seed)
+    module = _lightning_module_class()(model, recipe, teacher, kd_weight, temperature)
+    callbacks = [_best_validation_callback()] if recipe.select_on_val else []
+    trainer = make_trainer(recipe.epochs, progress, accelerator, callbacks)
+    train = TensorBatches(data.train_x, data.train_y, recipe.batch_size, shuffle=True, seed=seed)
+    val = TensorBatches(data.val_x, data.val_y, 1024)
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    model.cpu()
+    if teacher is not None:
+        teacher.cpu()
+    return model

@@ -1,0 +1,109 @@
+"""The dataset contract: in-memory train / val / test tensors, plus what a model needs to know."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from bench.registry import Registry
+
+# The validation split is carved with this seed whatever the experiment seed, so every method,
+# seed and trial is selected on the same held-out images.
+SPLIT_SEED = 20200101
+
+
+class DataError(RuntimeError):
+    """Data that is missing or corrupt; the message says which file and the command that fixes it."""
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
+
+
+_DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
+register_dataset = _DATASETS.register
+
+
+def data_dir() -> Path:
+    """Where fetched data lives: ``$COMPRESSION_BENCH_DATA`` or ``results/data`` in the repository."""
+    env = os.environ.get("COMPRESSION_BENCH_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "results" / "data"
+
+
+def fetch_command(name: str) -> str:
+    return f"make data DATASET={name}  (or: python -m bench fetch {name})"
+
+
+def carve(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    test_x: np.ndarray | None,
+    test_y: np.ndarray | None,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    scale: float = 255.0,
+    train_limit: int | None = None,
+) -> DataSplits:
+    """Split (seeded by SPLIT_SEED), scale, and standardise with statistics of the training part only.
+
+    Where a dataset has no official test split, ``test_fraction`` of it is held out first.
+    ``train_limit`` keeps the first n training images (for quick runs); val and test stay whole.
+    """
+    rng = np.random.default_rng(SPLIT_SEED)
+    if test_x is None:
+        order = rng.permutation(len(y))
+        n_test = int(round(test_fraction * len(y)))
+        test_x, test_y = x[order[:n_test]], y[order[:n_test]]
+        x, y = x[order[n_test:]], y[order[n_test:]]
+    order = rng.permutation(len(y))
+    n_val = int(round(val_fraction * len(y)))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    if train_limit is not None:
+        if train_limit < 1:
+            raise ValueError(f"train_limit must be a positive integer, got {train_limit}")
+        train_idx = train_idx[:train_limit]
+    train = x[train_idx].astype(np.float32) / scale
+    mean, std = float(train.mean()), float(train.std()) or 1.0
+
+    def prep(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(((a.astype(np.float32) / scale - mean) / std).astype(np.float32))
+        return t.reshape(len(a), *input_shape)
+
+    def labels(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(a, dtype=np.int64))
+
+    return DataSplits(
+        name=name,
+        train_x=prep(x[train_idx]), train_y=labels(y[train_idx]),
+        val_x=prep(x[val_idx]), val_y=labels(y[val_idx]),
+        test_x=prep(test_x), test_y=labels(test_y),
+        input_shape=tuple(input_shape), num_classes=num_classes,
+    )
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    return _DATASETS.names(pattern)
+
+
+def get(name: str, **options) -> DataSplits:
+    """Load a registered dataset from local files; never touches the network (see ``fetch``)."""
+    return _DATASETS.get(name)(**options)

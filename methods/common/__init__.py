@@ -1,0 +1,1 @@
+"""Shared vocabulary for method files: the contract, parameter schemas and pruning helpers."""

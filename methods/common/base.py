@@ -1,0 +1,69 @@
+"""The method contract (DESIGN.md "The method contract") and what a method may use while compressing."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from bench.models import SequentialNet
+from bench.recipes import TrainRecipe
+from datasets import DataSplits
+
+
+class CompressionError(ValueError):
+    """A target the method cannot reach on this model; the message says why."""
+
+
+class Fit(Protocol):
+    def __call__(
+        self, model: nn.Module, recipe: TrainRecipe, teacher: nn.Module | None = None,
+        kd_weight: float = 0.0, temperature: float = 1.0,
+    ) -> nn.Module: ...
+
+
+@dataclass
+class Context:
+    """What the pipeline hands a method: data, seed, and the shared training machinery.
+
+    ``finetune`` applies the one fine-tune budget every method shares (iterative methods call it
+    between rounds); ``fit`` trains with an explicit recipe (train-time methods' own budget);
+    ``teacher`` is the cached dense baseline, never to be modified; ``log_metrics`` records step
+    metrics (a method's own trajectory) on the run.
+    """
+
+    data: DataSplits
+    seed: int
+    finetune: Callable[[nn.Module], nn.Module]
+    fit: Fit
+    teacher: nn.Module | None = None
+    log_metrics: Callable[[dict[str, float], int], None] = lambda metrics, step: None
+    evaluate: Callable[[nn.Module], float] | None = None  # validation accuracy of a model
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        """A fresh generator seeded from the run seed, so a method's randomness is reproducible."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+
+@dataclass(frozen=True)
+class Method:
+    """Base class: subclasses are frozen dataclasses whose fields are the method's parameters.
+
+    Field types (including ``Literal`` choices) are the parameter schema; ``__post_init__`` checks
+    ranges. ``family`` is "post-training" or "train-time"; ``structured`` says whether the result is
+    a physically smaller dense model (True) or masked weights (False).
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = "post-training"
+    structured: ClassVar[bool] = False
+
+    def compress(self, model: SequentialNet, target_ratio: float, context: Context) -> nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        """Hyperparameters an Optuna study may tune (besides the ratio); none by default."""
+        return {}

@@ -1,0 +1,92 @@
+"""ShrinkBench-style vocabulary for pruning methods: which tensors, how many to keep, masks from scores.
+
+Masks are applied with ``torch.nn.utils.prune`` so they stay fixed through fine-tuning (the
+forward pre-hook multiplies by the mask, so momentum or weight decay on ``weight_orig`` cannot revive a
+pruned weight); ``bench.export`` bakes them in for deployment.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from methods.common.base import CompressionError
+
+PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
+
+
+def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Linear and Conv2d layers except the classifier, in forward order."""
+    classifier = getattr(model, "classifier", None)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES) and m is not classifier]
+
+
+def prunable_tensors(model: nn.Module, include_bias: bool = False) -> list[tuple[nn.Module, str]]:
+    """(module, parameter name) pairs a pruning method may mask."""
+    names = ("weight", "bias") if include_bias else ("weight",)
+    return [(m, n) for _, m in prunable_layers(model) for n in names if getattr(m, n, None) is not None]
+
+
+def effective(module: nn.Module, name: str) -> torch.Tensor:
+    """The tensor the forward pass uses: the masked weight where a prune hook is attached."""
+    return getattr(module, name).detach()
+
+
+def current_mask(module: nn.Module, name: str) -> torch.Tensor:
+    mask = getattr(module, f"{name}_mask", None)
+    return mask.detach().clone() if mask is not None else torch.ones_like(getattr(module, name), dtype=torch.bool)
+
+
+def keep_fraction(model: nn.Module, target_ratio: float, tensors: Iterable[tuple[nn.Module, str]]) -> float:
+    """ShrinkBench's fraction_to_keep: κ with N_total / (κ·N_prunable + N_other) = target_ratio."""
+    if not target_ratio > 1:
+        raise CompressionError(f"compression ratio must be > 1, got {target_ratio}")
+    n_total = sum(p.numel() for p in model.parameters())
+    n_prunable = sum(getattr(m, n).numel() for m, n in tensors)
+    n_other = n_total - n_prunable
+    kappa = (n_total / target_ratio - n_other) / n_prunable if n_prunable else -1.0
+    if not 0 < kappa <= 1:
+        raise CompressionError(
+            f"ratio {target_ratio:g} is out of reach: the {n_other:,} parameters that are not pruned "
+            f"(classifier, biases, norms) alone allow at most {n_total / max(n_other, 1):.1f}x"
+        )
+    return kappa
+
+
+def keep_count(model: nn.Module, target_ratio: float, tensors: list[tuple[nn.Module, str]]) -> int:
+    """Exact number of prunable entries to keep for the target ratio (rounded, at least 1)."""
+    kappa = keep_fraction(model, target_ratio, tensors)
+    return max(1, round(kappa * sum(getattr(m, n).numel() for m, n in tensors)))
+
+
+def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of exactly the k largest scores (ties broken by position, so counts are exact)."""
+    flat = scores.flatten()
+    mask = torch.zeros(flat.numel(), dtype=torch.bool)
+    if k > 0:
+        order = torch.argsort(flat, descending=True, stable=True)
+        mask[order[:k]] = True
+    return mask.view_as(scores)
+
+
+def global_masks(scores: list[torch.Tensor], k: int) -> list[torch.Tensor]:
+    """Keep the k largest scores over the union of tensors."""
+    flat = topk_mask(torch.cat([s.flatten() for s in scores]), k)
+    return [part.view_as(s) for part, s in zip(torch.split(flat, [s.numel() for s in scores]), scores)]
+
+
+def apply_masks(tensors: list[tuple[nn.Module, str]], masks: list[torch.Tensor]) -> None:
+    """Attach (or replace) prune masks; an existing mask is combined so pruned entries stay pruned."""
+    for (module, name), mask in zip(tensors, masks):
+        mask = mask.to(dtype=getattr(module, name).dtype)
+        if prune.is_pruned(module) and hasattr(module, f"{name}_mask"):
+            mask = mask * getattr(module, f"{name}_mask")
+            prune.remove(module, name)
+        prune.custom_from_mask(module, name, mask)
+
+
+def density(module: nn.Module, name: str = "weight") -> float:
+    t = effective(module, name)
+    return float((t != 0).sum()) / max(t.numel(), 1)

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny data, tiny models and a real (Lightning-backed) method context."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+torch.set_num_threads(1)  # tests run in parallel with nothing else; keep them cheap on 2 cores
+
+import datasets  # noqa: E402
+from bench.models import create_model  # noqa: E402
+from bench.recipes import TrainRecipe  # noqa: E402
+from bench.training import fit  # noqa: E402
+from methods.common.base import Context  # noqa: E402
+
+TINY_FINETUNE = TrainRecipe(epochs=1, lr=1e-3, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> datasets.DataSplits:
+    return datasets.get("synthetic", n=600, input_shape=(1, 8, 8), num_classes=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_image_data() -> datasets.DataSplits:
+    return datasets.get("synthetic", n=400, input_shape=(1, 16, 16), num_classes=4)
+
+
+def make_context(data: datasets.DataSplits, seed: int = 0, teacher=None) -> Context:
+    return Context(
+        data=data,
+        seed=seed,
+        finetune=lambda m: fit(m, TINY_FINETUNE, data, seed),
+        fit=lambda m, recipe, teacher=None, kd_weight=0.0, temperature=1.0: fit(
+            m, recipe, data, seed, teacher=teacher, kd_weight=kd_weight, temperature=temperature),
+        teacher=teacher,
+    )
+
+
+# Tiny members of every model family, for contract tests parametrised over the model registry.
+TINY_MODELS = {
+    "lenet300": ("lenet300", (1, 8, 8), {}),
+    "mlp": ("mlp", (1, 8, 8), {"widths": (48, 32)}),
+    "lenet5": ("lenet5", (1, 16, 16), {"channels": (6, 12), "hidden": 48}),
+    "cnn": ("cnn", (1, 16, 16), {"channels": (8, 16, 16)}),
+}
+
+
+def tiny_model(key: str, num_classes: int = 4, seed: int = 0):
+    name, shape, kwargs = TINY_MODELS[key]
+    return create_model(name, shape, num_classes, seed=seed, **kwargs)
