@@ -21,15 +21,19 @@ def params_total(model: nn.Module) -> int:
 
 
 def params_effective(model: nn.Module) -> int:
-    """Nonzero stored parameters, with masks applied (for a structured or generated model: what it stores)."""
+    """Stored parameters: unmasked entries of masked tensors plus every entry of unmasked ones.
+
+    Counting the mask rather than nonzero values keeps a dense model at exactly 1x even where a
+    parameter happens to be zero (a BatchNorm shift at initialisation). A model that stores its
+    weights another way (generated weights) reports its count via ``stored_parameter_count``.
+    """
     if hasattr(model, "stored_parameter_count"):
         return int(model.stored_parameter_count())
     count = 0
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
-            if name.endswith("_orig") and hasattr(module, name[: -len("_orig")] + "_mask"):
-                p = getattr(module, name[: -len("_orig")])  # the masked tensor the forward uses
-            count += int((p.detach() != 0).sum())
+            mask = getattr(module, name[: -len("_orig")] + "_mask", None) if name.endswith("_orig") else None
+            count += int(mask.sum()) if mask is not None else p.numel()
     return count
 
 

@@ -59,6 +59,8 @@ class Method:
     name: ClassVar[str] = ""
     family: ClassVar[str] = "post-training"
     structured: ClassVar[bool] = False
+    # Parameters that make the method quick enough for the contract tests (e.g. fewer epochs).
+    smoke_params: ClassVar[dict[str, Any]] = {}
 
     def compress(self, model: SequentialNet, target_ratio: float, context: Context) -> nn.Module:
         raise NotImplementedError
