@@ -156,6 +156,7 @@ def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teac
     if recipe.epochs == 0:
         return model
     torch.manual_seed(seed)
+    model.train()
     module = _lightning_module_class()(model, recipe, teacher, kd_weight, temperature)
     callbacks = [_best_validation_callback()] if recipe.select_on_val else []
     trainer = make_trainer(recipe.epochs, progress, accelerator, callbacks)

@@ -66,7 +66,7 @@ def digits(train_limit: int | None = None, val_fraction: float = 0.1) -> DataSpl
 @register_dataset("synthetic")
 def synthetic(
     n: int = 2000, input_shape: tuple[int, ...] = (1, 8, 8), num_classes: int = 4, hidden: int = 32,
-    seed: int = 0, train_limit: int | None = None, val_fraction: float = 0.1,
+    seed: int = 1234, train_limit: int | None = None, val_fraction: float = 0.1,
 ) -> DataSplits:
     """Gaussian inputs labelled by a fixed random two-layer teacher: learnable, tiny, no files."""
     g = torch.Generator().manual_seed(seed)

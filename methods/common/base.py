@@ -43,8 +43,15 @@ class Context:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def generator(self, salt: int = 0) -> torch.Generator:
-        """A fresh generator seeded from the run seed, so a method's randomness is reproducible."""
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+        """A fresh generator seeded from the run seed, so a method's randomness is reproducible.
+
+        The seed is hashed (SeedSequence) rather than used as is: a generator seeded with the run seed
+        itself would replay the very stream that initialised the model's weights, correlating
+        "random" choices with the weights.
+        """
+        import numpy as np
+
+        return torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, salt, 0xC0FFEE]).generate_state(1)[0]))
 
 
 @dataclass(frozen=True)

@@ -82,5 +82,10 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 def describe(cls: type) -> list[str]:
     """One line per parameter: name, type and default, for --help."""
     hints = typing.get_type_hints(cls)
-    return [f"{f.name}: {getattr(hints[f.name], '__name__', str(hints[f.name]))} = {f.default!r}"
-            for f in dataclasses.fields(cls) if f.init]
+
+    def kind(annotation: Any) -> str:
+        if typing.get_origin(annotation) is Literal:
+            return "|".join(map(str, typing.get_args(annotation)))
+        return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+    return [f"{f.name}={f.default!r} ({kind(hints[f.name])})" for f in dataclasses.fields(cls) if f.init]

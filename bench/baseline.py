@@ -1,0 +1,94 @@
+"""The dense baseline: trained once per (dataset, model, seed, recipe), cached under results/, logged once.
+
+Every method and every trial starts from a copy of the same cached weights, so methods differ only
+in the method. The cache is written to a temporary file and renamed, so a crash never leaves a
+half-written file under the final name; a corrupt file is detected, reported and retrained.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from bench.config import ExperimentConfig, results_dir
+from bench.metrics import accuracy
+from bench.models import SequentialNet, create_model
+from datasets import DataSplits
+
+
+@dataclass
+class Baseline:
+    model: SequentialNet
+    val_acc: float
+    test_acc: float
+    train_seconds: float
+    key: str
+
+
+def cache_dir() -> Path:
+    return results_dir() / "baselines"
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive file lock, so parallel workers train a missing baseline once, not n times."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_model(config: ExperimentConfig, data: DataSplits) -> SequentialNet:
+    return create_model(config.model, data.input_shape, data.num_classes, seed=config.seed, **dict(config.model_options))
+
+
+def _load(config: ExperimentConfig, data: DataSplits, weights: Path, meta: Path) -> Baseline | None:
+    if not (weights.is_file() and meta.is_file()):
+        return None
+    try:
+        info = json.loads(meta.read_text())
+        model = build_model(config, data)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return Baseline(model, info["val_acc"], info["test_acc"], info["train_seconds"], config.baseline_key())
+    except Exception as e:  # any unreadable or mismatched cache is retrained, never trusted
+        warnings.warn(f"cached baseline {weights} is corrupt ({type(e).__name__}: {e}); retraining it", stacklevel=2)
+        return None
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def ensure_baseline(config: ExperimentConfig, data: DataSplits, progress: bool = False) -> tuple[Baseline, bool]:
+    """(the baseline, whether it was trained now). Loads from the cache or trains and caches it."""
+    from bench.training import fit
+
+    key = config.baseline_key()
+    weights, meta = cache_dir() / f"{key}.pt", cache_dir() / f"{key}.json"
+    with _lock(cache_dir() / f"{key}.lock"):
+        cached = _load(config, data, weights, meta)
+        if cached is not None:
+            return cached, False
+        model = build_model(config, data)
+        start = time.perf_counter()
+        fit(model, config.baseline, data, config.seed, progress=progress, accelerator=config.accelerator)
+        seconds = time.perf_counter() - start
+        val_acc = accuracy(model, data.val_x, data.val_y)[1]
+        test_acc = accuracy(model, data.test_x, data.test_y)[1]
+        _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
+        _atomic_write(meta, lambda p: p.write_text(json.dumps(
+            {"val_acc": val_acc, "test_acc": test_acc, "train_seconds": seconds, "config": config.params()}, default=str)))
+        return Baseline(model, val_acc, test_acc, seconds, key), True

@@ -1,0 +1,179 @@
+"""Command line: ``python -m bench {list,fetch,run,bench,figures}``.
+
+Arguments are validated before anything is trained or written; bad input ends with one line on
+stderr and exit status 2. Lightning and MLflow are imported only once a run really starts.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any, Sequence
+
+import datasets
+import methods
+from bench.config import ExperimentConfig
+from bench.models import list_models
+from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE
+from bench.registry import UnknownNameError
+from methods.common.params import ParamError, describe, parse_assignments
+
+DEFAULT_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message names the value and what is allowed."""
+
+
+def parse_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"compression ratio must be a number > 1 (e.g. 2, 4, 8, 16, 32), got {text!r}") from None
+    if math.isnan(value) or math.isinf(value) or value <= 1:
+        raise UsageError(f"compression ratio must be a finite number > 1 (e.g. 2, 4, 8, 16, 32), got {text!r}")
+    return value
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    if not parts:
+        raise UsageError("--ratios needs at least one ratio, e.g. 2,4,8,16,32")
+    return tuple(parse_ratio(p) for p in parts)
+
+
+def _int(text: str, what: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{what} must be an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise UsageError(f"{what} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _check_name(kind: str, name: str, valid: list[str]) -> None:
+    if name not in valid:
+        raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(valid)}")
+
+
+def _epilog() -> str:
+    lines = ["methods:"]
+    for name in methods.list_methods():
+        cls = methods.get(name)
+        lines.append(f"  {name:16s} {cls.family}, {'structured' if cls.structured else 'masked'}; params: "
+                     + ("; ".join(describe(cls)) or "none"))
+    lines.append("datasets: " + ", ".join(datasets.list_datasets()))
+    lines.append("models:   " + ", ".join(list_models()))
+    return "\n".join(lines)
+
+
+def _experiment_args(p: argparse.ArgumentParser, ratio_flag: bool) -> None:
+    p.add_argument("--method", default="magnitude", help="a registered method (see below)")
+    if ratio_flag:
+        p.add_argument("--ratio", required=True, help="target compression ratio, params_total / params_effective (> 1)")
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--model", default="lenet300")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter (repeatable)")
+    p.add_argument("--epochs", default=str(BASELINE_RECIPE.epochs), help="dense baseline training epochs")
+    p.add_argument("--finetune-epochs", default=str(FINETUNE_RECIPE.epochs), help="the shared fine-tune budget (epochs)")
+    p.add_argument("--finetune-lr", default=str(FINETUNE_RECIPE.lr))
+    p.add_argument("--train-limit", default=None, help="use only the first N training images (quick runs)")
+    p.add_argument("--threads", default=None, help="torch threads for this process")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPU where present), cpu, gpu")
+    p.add_argument("--progress", action="store_true", help="show Lightning's progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="compression-bench: compress, fine-tune, "
+                                     "measure and track neural-network compression methods.",
+                                     epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list methods, datasets and models")
+    fetch = sub.add_parser("fetch", help="bring a dataset onto this machine (offline-first)")
+    fetch.add_argument("dataset")
+    run = sub.add_parser("run", help="one experiment at one ratio", epilog=_epilog(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _experiment_args(run, ratio_flag=True)
+    run.add_argument("--seed", default="0")
+    bench = sub.add_parser("bench", help="a method at several ratios and seeds", epilog=_epilog(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    _experiment_args(bench, ratio_flag=False)
+    bench.add_argument("--ratios", default=",".join(f"{r:g}" for r in DEFAULT_RATIOS))
+    bench.add_argument("--seeds", default="1", help="number of seeds (0, 1, ... n-1), each with its own baseline")
+    return parser
+
+
+def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
+    """Validate every argument and build the experiment configurations; raises UsageError/ParamError."""
+    _check_name("method", args.method, methods.list_methods())
+    _check_name("dataset", args.dataset, datasets.list_datasets())
+    _check_name("model", args.model, list_models())
+    params = parse_assignments(args.param)
+    methods.build(args.method, params)  # parameter schema check before any work
+    epochs = _int(args.epochs, "--epochs", 0)
+    finetune_epochs = _int(args.finetune_epochs, "--finetune-epochs", 0)
+    try:
+        finetune_lr = float(args.finetune_lr)
+    except ValueError:
+        raise UsageError(f"--finetune-lr must be a positive number, got {args.finetune_lr!r}") from None
+    if not finetune_lr > 0 or math.isnan(finetune_lr):
+        raise UsageError(f"--finetune-lr must be a positive number, got {args.finetune_lr!r}")
+    dataset_options: dict[str, Any] = {}
+    if args.train_limit is not None:
+        dataset_options["train_limit"] = _int(args.train_limit, "--train-limit", 1)
+    if args.command == "run":
+        ratios, seeds = (parse_ratio(args.ratio),), (_int(args.seed, "--seed", 0),)
+    else:
+        ratios, seeds = parse_ratios(args.ratios), tuple(range(_int(args.seeds, "--seeds", 1)))
+    from dataclasses import replace
+
+    return [
+        ExperimentConfig.create(
+            method=args.method, dataset=args.dataset, model=args.model, ratio=ratio, seed=seed,
+            method_params=params, dataset_options=dataset_options, accelerator=args.accelerator,
+            baseline=replace(BASELINE_RECIPE, epochs=epochs),
+            finetune=replace(FINETUNE_RECIPE, epochs=finetune_epochs, lr=finetune_lr),
+        )
+        for seed in seeds for ratio in ratios
+    ]
+
+
+def _summary_line(result) -> str:
+    m = result.metrics
+    return (f"{result.config.method:>16s} {result.config.ratio:>6g}x (achieved {m['compression_ratio']:.2f}x) "
+            f"seed {result.config.seed}: test acc {m['acc_top1']:.4f} (dense {m['baseline_acc_top1']:.4f}, "
+            f"dense+ft {m['control_acc_top1']:.4f}), theoretical speedup {m['theoretical_speedup']:.2f}x, "
+            f"measured {m['measured_speedup']:.2f}x  run {result.run_id}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            print(_epilog())
+            return 0
+        if args.command == "fetch":
+            _check_name("dataset", args.dataset, datasets.list_datasets())
+            datasets.fetch(args.dataset)
+            return 0
+        configs = configs_from_args(args)
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(_int(args.threads, "--threads", 1))
+        datasets.get(configs[0].dataset, **dict(configs[0].dataset_options))  # missing data fails here, before any run
+        from bench.pipeline import run_experiment
+        from bench.tracking import Tracker
+
+        tracker = Tracker()
+        for config in configs:
+            print(_summary_line(run_experiment(config, tracker, progress=args.progress)), flush=True)
+        return 0
+    except (UsageError, UnknownNameError, ParamError, datasets.DataError, methods.CompressionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the current run is marked KILLED", file=sys.stderr)
+        return 130

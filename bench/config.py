@@ -1,0 +1,86 @@
+"""One experiment's configuration: a frozen dataclass whose content hash names cached artefacts."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE, TrainRecipe
+
+
+def results_dir() -> Path:
+    """``$COMPRESSION_BENCH_RESULTS`` or ``results/`` in the repository: stores, caches and figures."""
+    env = os.environ.get("COMPRESSION_BENCH_RESULTS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "results"
+
+
+def _frozen(d: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (d or {}).items()))
+
+
+def content_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    dataset: str = "fashion-mnist"
+    model: str = "lenet300"
+    method: str = "magnitude"
+    ratio: float = 8.0
+    seed: int = 0
+    method_params: tuple[tuple[str, Any], ...] = ()
+    dataset_options: tuple[tuple[str, Any], ...] = ()
+    model_options: tuple[tuple[str, Any], ...] = ()
+    baseline: TrainRecipe = BASELINE_RECIPE
+    finetune: TrainRecipe = FINETUNE_RECIPE
+    accelerator: str = "auto"
+    latency_repeats: int = 30
+
+    @classmethod
+    def create(cls, method_params: dict | None = None, dataset_options: dict | None = None,
+               model_options: dict | None = None, **kwargs: Any) -> "ExperimentConfig":
+        return cls(method_params=_frozen(method_params), dataset_options=_frozen(dataset_options),
+                   model_options=_frozen(model_options), **kwargs)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ratio, (int, float)) or math.isnan(self.ratio) or not self.ratio > 1:
+            raise ValueError(f"compression ratio must be a number > 1 (e.g. 2, 4, 8, 16, 32), got {self.ratio}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+    def with_(self, **changes: Any) -> "ExperimentConfig":
+        return replace(self, **changes)
+
+    def baseline_key(self) -> str:
+        """Names the dense baseline: everything that determines its weights, nothing else."""
+        return content_hash({"dataset": self.dataset, "dataset_options": self.dataset_options, "model": self.model,
+                             "model_options": self.model_options, "seed": self.seed, "recipe": asdict(self.baseline)})
+
+    def control_key(self) -> str:
+        """Names the dense + fine-tune control: the baseline plus the shared fine-tune budget."""
+        return content_hash({"baseline": self.baseline_key(), "finetune": asdict(self.finetune)})
+
+    def key(self) -> str:
+        return content_hash(asdict(self))
+
+    def params(self) -> dict[str, Any]:
+        """Flat parameters for tracking."""
+        out: dict[str, Any] = {"dataset": self.dataset, "model": self.model, "method": self.method,
+                               "requested_ratio": self.ratio, "seed": self.seed, "accelerator": self.accelerator}
+        out.update({f"dataset.{k}": v for k, v in self.dataset_options})
+        out.update({f"model.{k}": v for k, v in self.model_options})
+        out.update(self.baseline.as_params("baseline"))
+        out.update(self.finetune.as_params("finetune"))
+        return out
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or the SQLite file under results/
+    experiment: str | None = None  # None: "<dataset>/<model>"
+    tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)
