@@ -63,7 +63,7 @@ def per_layer(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, 
                 "layer": name, "type": type(module).__name__, "shape": "x".join(map(str, w.shape)),
                 "weights": w.numel(), "nonzero": nonzero, "density": nonzero / w.numel(),
                 "macs_dense": macs[name], "macs_effective": macs[name] * nonzero / w.numel(),
-                "pq_index": pq_index(w.flatten()),
+                "pq_index": pq_index(w[w != 0]),
             })
     return rows
 
@@ -95,11 +95,13 @@ def pq_index(w: torch.Tensor, p: float = 0.5, q: float = 1.0) -> float:
 
 
 def model_pq_index(model: nn.Module) -> float:
-    """PQ index of all prunable weights (every Linear/Conv2d weight but the classifier's), concatenated."""
+    """PQ index of the surviving prunable weights (every Linear/Conv2d weight but the classifier's)."""
     baked = bake(model)
     classifier = getattr(baked, "classifier", None)
     weights = [m.weight.flatten() for m in baked.modules() if isinstance(m, MEASURED_TYPES) and m is not classifier]
-    return pq_index(torch.cat(weights)) if weights else 0.0
+    # SAP's convention: the index of the surviving weights (zeros would make it mostly measure sparsity).
+    w = torch.cat(weights) if weights else torch.zeros(0)
+    return pq_index(w[w != 0])
 
 
 @torch.no_grad()

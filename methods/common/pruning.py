@@ -30,8 +30,15 @@ def prunable_tensors(model: nn.Module, include_bias: bool = False) -> list[tuple
 
 
 def effective(module: nn.Module, name: str) -> torch.Tensor:
-    """The tensor the forward pass uses: the masked weight where a prune hook is attached."""
-    return getattr(module, name).detach()
+    """The tensor the forward pass uses: the masked weight where a prune hook is attached.
+
+    Recomputed from ``name_orig`` and the mask, because the hook refreshes ``name`` only at the next
+    forward (loading a best-validation state leaves it stale until then).
+    """
+    orig = getattr(module, f"{name}_orig", None)
+    if orig is None:
+        return getattr(module, name).detach()
+    return (orig * getattr(module, f"{name}_mask")).detach()
 
 
 def current_mask(module: nn.Module, name: str) -> torch.Tensor:

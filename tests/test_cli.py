@@ -1,0 +1,95 @@
+"""The real CLI in a subprocess: bad input gives one clear line, exit status 2, and writes nothing."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, results: Path, data: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["COMPRESSION_BENCH_RESULTS"] = str(results)
+    if data is not None:
+        env["COMPRESSION_BENCH_DATA"] = str(data)
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+BAD_INPUTS = [
+    (["run", "--method", "nope", "--ratio", "4"], "unknown method 'nope'; choose one of: .*magnitude"),
+    (["run", "--dataset", "imagenet", "--ratio", "4"], "unknown dataset 'imagenet'; choose one of: .*fashion-mnist"),
+    (["run", "--model", "resnet9000", "--ratio", "4"], "unknown model 'resnet9000'; choose one of: .*lenet300"),
+    (["run", "--ratio", "1"], "compression ratio must be a finite number > 1"),
+    (["run", "--ratio", "0.5"], "compression ratio must be a finite number > 1"),
+    (["run", "--ratio", "-4"], "compression ratio must be a finite number > 1"),
+    (["run", "--ratio", "nan"], "compression ratio must be a finite number > 1"),
+    (["run", "--ratio", "inf"], "compression ratio must be a finite number > 1"),
+    (["run", "--ratio", "eight"], "compression ratio must be a number > 1 .*'eight'"),
+    (["bench", "--ratios", "2,x"], "compression ratio must be a number > 1 .*'x'"),
+    (["bench", "--ratios", ","], "--ratios needs at least one ratio"),
+    (["bench", "--seeds", "0"], "--seeds must be an integer >= 1, got 0"),
+    (["bench", "--seeds", "two"], "--seeds must be an integer >= 1, got 'two'"),
+    (["run", "--ratio", "4", "--seed", "-1"], "--seed must be an integer >= 0"),
+    (["run", "--ratio", "4", "--epochs", "-1"], "--epochs must be an integer >= 0, got -1"),
+    (["run", "--ratio", "4", "--finetune-epochs", "-2"], "--finetune-epochs must be an integer >= 0"),
+    (["run", "--ratio", "4", "--finetune-lr", "0"], "--finetune-lr must be a positive number"),
+    (["run", "--ratio", "4", "--train-limit", "0"], "--train-limit must be an integer >= 1"),
+    (["run", "--ratio", "4", "--param", "scope=diagonal"], "scope='diagonal' is not allowed; choose one of: global, layer"),
+    (["run", "--ratio", "4", "--param", "rounds=many"], "rounds='many' must be of type int"),
+    (["run", "--ratio", "4", "--param", "rounds=0"], "rounds must be between 1 and 100"),
+    (["run", "--ratio", "4", "--param", "colour=red"], "unknown parameter\\(s\\) colour; allowed: .*scope"),
+    (["run", "--ratio", "4", "--param", "scope"], "must look like key=value"),
+    (["run", "--ratio", "4", "--param", "random=maybe"], "random='maybe' must be of type bool"),
+    (["run", "--ratio", "4", "--threads", "0"], "--threads must be an integer >= 1"),
+    (["fetch", "svhn"], "unknown dataset 'svhn'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
+    result = run_cli(*args, results=tmp_path / "results")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "results" / "mlflow.db").exists()
+
+
+def test_missing_data_names_the_fetch_command(tmp_path):
+    result = run_cli("run", "--ratio", "4", results=tmp_path / "results", data=tmp_path / "empty")
+    assert result.returncode == 2
+    assert "fetch it with: make data DATASET=fashion-mnist" in result.stderr
+    assert not (tmp_path / "results" / "mlflow.db").exists()
+
+
+def test_unreachable_ratio_is_bad_input_and_tracks_nothing(tmp_path):
+    result = run_cli("run", "--dataset", "digits", "--ratio", "5000", "--epochs", "0", results=tmp_path / "results")
+    assert result.returncode == 2 and "out of reach" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_methods_datasets_and_models(tmp_path):
+    result = run_cli("run", "--help", results=tmp_path)
+    assert result.returncode == 0
+    for name in ("magnitude", "fashion-mnist", "mnist-5k", "lenet300", "lenet5"):
+        assert name in result.stdout
+
+
+def test_help_does_not_import_lightning_or_mlflow(tmp_path):
+    code = "import sys; from bench.cli import build_parser; build_parser(); print('lightning' in sys.modules, 'mlflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False False"
+
+
+def test_one_run_end_to_end_through_the_cli(tmp_path):
+    result = run_cli("run", "--dataset", "digits", "--model", "mlp", "--ratio", "4", "--epochs", "2",
+                     "--finetune-epochs", "1", results=tmp_path / "results", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "magnitude" in result.stdout and "achieved 4.0" in result.stdout
+    assert (tmp_path / "results" / "mlflow.db").exists()
