@@ -1,0 +1,322 @@
+"""Data-independent coreset neuron pruning (Mussay et al., "Data-Independent Neural Pruning via
+Coresets", ICLR 2020, arXiv:1907.04018; first titled "On Activation Function Coresets for Network Pruning").
+
+Spec: shared/methods/coreset.md. Structured: every hidden layer keeps a sampled subset of its units and
+the result is a physically smaller dense network. No data is touched to choose the units.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from methods import register
+from methods.common.base import CompressionError, Context, Method
+from methods.common.structured import (
+    ACTIVATION_TYPES, NORM_TYPES, Slot, budget_for_ratio, geometric_widths, integer_widths, remove_units, slots,
+    width, widths, widths_for_budget,
+)
+
+# Activations for which sup_{|z|<=r} |φ(z)| = max(|φ(r)|, |φ(−r)|): monotone ones (Cor. 8/9 of the paper).
+MONOTONE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.ELU, nn.CELU, nn.SELU, nn.ReLU6,
+            nn.Hardtanh, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign)
+MAX_DRAWS = 100_000_000  # safety net for "until k distinct" with vanishing probabilities
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sensitivity (Alg. 2 line 2; Cor. 8/9)
+
+
+def activation_after(model: nn.Sequential, slot: Slot) -> nn.Module:
+    """The activation applied to the layer's units: the first activation between it and the next layer.
+
+    BatchNorm before it is folded into the points (``unit_points``); pools, Flatten and dropout after it
+    keep every value inside [inf φ, sup φ] on the ball, so the bound still holds. No activation means the
+    identity. A norm *after* the activation, or an activation the bound does not cover, is refused.
+    """
+    seen_activation: nn.Module | None = None
+    for i in slot.between:
+        module = model[i]
+        if isinstance(module, ACTIVATION_TYPES) and seen_activation is None:
+            seen_activation = module
+        elif isinstance(module, NORM_TYPES) and seen_activation is not None:
+            raise ValueError(f"{type(module).__name__} at {i} follows the activation of layer {slot.index}; the "
+                             "coreset bound needs the unit's output to be φ(p·x)")
+    if seen_activation is None:
+        return nn.Identity()
+    if not isinstance(seen_activation, MONOTONE):
+        names = ", ".join(c.__name__ for c in MONOTONE)
+        raise ValueError(f"coreset sensitivity needs a monotone activation ({names}); "
+                         f"layer {slot.index} is followed by {type(seen_activation).__name__}")
+    return seen_activation
+
+
+@torch.no_grad()
+def unit_points(model: nn.Sequential, slot: Slot) -> torch.Tensor:
+    """p_i = [incoming weights (flattened filter), bias] per unit, shape (n, d+1) (paper §3, x̂ = (x, 1)).
+
+    A BatchNorm between the layer and its activation is folded in with its running statistics (its
+    eval-mode affine map), so p_i·x̂ is the true pre-activation: our reading, as the paper has no BN.
+    """
+    layer = model[slot.index]
+    n = width(layer)
+    # On the CPU in float64: sampling uses a CPU generator, and tiny probabilities should not underflow.
+    weight = layer.weight.detach().cpu().reshape(n, -1).double()
+    bias = layer.bias.detach().cpu().double() if layer.bias is not None else torch.zeros(n, dtype=torch.float64)
+    for i in slot.between:
+        norm = model[i]
+        if isinstance(norm, ACTIVATION_TYPES):
+            break
+        if isinstance(norm, NORM_TYPES):
+            if not norm.track_running_stats:
+                raise ValueError(f"{type(norm).__name__} at {i} keeps no running statistics; it cannot be folded")
+            var, mean = norm.running_var.detach().cpu().double(), norm.running_mean.detach().cpu().double()
+            scale = (var + norm.eps).rsqrt()
+            shift = -mean * scale
+            if norm.affine:
+                gamma, beta = norm.weight.detach().cpu().double(), norm.bias.detach().cpu().double()
+                scale, shift = scale * gamma, shift * gamma + beta
+            weight, bias = weight * scale[:, None], bias * scale + shift
+    return torch.cat([weight, bias[:, None]], dim=1)
+
+
+@torch.no_grad()
+def outgoing_weights(model: nn.Sequential, slot: Slot) -> torch.Tensor:
+    """Next-layer weights grouped per unit, shape (k, n, g): g = 1 for Linear -> Linear, the kernel
+    positions for Conv2d -> Conv2d, H*W for Conv2d -> Flatten -> Linear."""
+    nxt, n = model[slot.next_index], width(model[slot.index])
+    return nxt.weight.detach().cpu().double().reshape(nxt.weight.shape[0], n, -1)
+
+
+@torch.no_grad()
+def sup_activation(activation: nn.Module, radius: torch.Tensor) -> torch.Tensor:
+    """sup_{|z| <= r} |φ(z)| for a monotone φ: max(|φ(r)|, |φ(−r)|) (paper, Cor. 8/9)."""
+    r = radius.double()
+    return torch.maximum(activation(r).abs(), activation(-r).abs())
+
+
+def sensitivity(points: torch.Tensor, outgoing: torch.Tensor, activation: nn.Module, beta: float) -> torch.Tensor:
+    """s_i = max_j ‖W2[j, i, :]‖₁ · sup_{‖x̂‖<=β} |φ(p_i·x̂)| (Alg. 2 line 2).
+
+    For fully connected layers the group has one entry and this is max_j |W2[j,i]| · max(|φ(±β‖p_i‖)|).
+    For channels the ℓ1 norm over the kernel (or the H*W columns) bounds channel i's contribution to one
+    output of the next layer when every activation lies in [−sup, sup]: the spec's suggested reading of
+    the extended version (arXiv:2008.08316), whose text we could not obtain (unverified).
+    """
+    if outgoing.ndim == 2:
+        outgoing = outgoing[:, :, None]
+    reach = outgoing.abs().sum(dim=2).amax(dim=0)
+    return reach * sup_activation(activation, beta * points.double().norm(dim=1))
+
+
+def probabilities(s: torch.Tensor) -> torch.Tensor:
+    """pr_i = s_i / Σ_l s_l; uniform where every sensitivity is zero (then no unit matters)."""
+    total = s.sum()
+    return s / total if total > 0 else torch.full_like(s, 1.0 / len(s))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sampling (Alg. 2 steps 2-4)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Kept units (sorted), how often each was drawn, and the number of draws."""
+
+    keep: torch.Tensor
+    counts: torch.Tensor
+    draws: int
+
+    def scale(self, pr: torch.Tensor) -> torch.Tensor:
+        """The reweighting c_i / (draws · pr_i) of Alg. 2 step 4 (unbiased for a fixed number of draws)."""
+        return self.counts.double() / (self.draws * pr[self.keep].double())
+
+
+def sample_fixed(pr: torch.Tensor, draws: int, generator: torch.Generator) -> Sample:
+    """The paper's rule: ``draws`` i.i.d. draws from pr with replacement; the distinct ones are kept."""
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    counts = torch.zeros(len(pr), dtype=torch.long)
+    chunk = 1_000_000
+    for start in range(0, draws, chunk):
+        idx = torch.multinomial(pr.double(), min(chunk, draws - start), replacement=True, generator=generator)
+        counts += torch.bincount(idx, minlength=len(pr))
+    keep = counts.nonzero().flatten()
+    return Sample(keep, counts[keep], draws)
+
+
+def sample_until(pr: torch.Tensor, k: int, generator: torch.Generator) -> Sample:
+    """The official code's rule: draw with replacement until k distinct units are seen; the number of
+    draws is then random (only approximately unbiased, spec "Pitfalls"), but the width is exactly k."""
+    if not 1 <= k <= int((pr > 0).sum()):
+        raise ValueError(f"k must be between 1 and the {int((pr > 0).sum())} units of positive probability, got {k}")
+    seen = torch.zeros(len(pr), dtype=torch.bool)
+    counts = torch.zeros(len(pr), dtype=torch.long)
+    draws, chunk = 0, max(1024, 4 * k)
+    while draws < MAX_DRAWS:
+        idx = torch.multinomial(pr.double(), chunk, replacement=True, generator=generator)
+        # Positions where an unseen unit appears for the first time, in draw order.
+        first = torch.full((len(pr),), chunk, dtype=torch.long).scatter_reduce(
+            0, idx, torch.arange(chunk), reduce="amin")
+        new = first[~seen & (first < chunk)].sort().values
+        missing = k - int(seen.sum())
+        if len(new) >= missing:
+            stop = int(new[missing - 1]) + 1  # the draw that brought the k-th distinct unit
+            counts += torch.bincount(idx[:stop], minlength=len(pr))
+            keep = counts.nonzero().flatten()
+            return Sample(keep, counts[keep], draws + stop)
+        counts += torch.bincount(idx, minlength=len(pr))
+        seen |= counts > 0
+        draws += chunk
+    raise CompressionError(f"{MAX_DRAWS:,} draws did not give {k} distinct units: some sampling probabilities "
+                           "are vanishingly small; use a smaller width or sampling=topk")
+
+
+def draws_for_width(pr: torch.Tensor, k: int, limit: int = 10_000_000) -> int:
+    """The smallest m whose expected number of distinct units, Σ_i 1 − (1 − pr_i)^m, reaches k."""
+    def expected(m: int) -> float:
+        return float((1 - (1 - pr.double()).pow(m)).sum())
+
+    if expected(limit) < k:
+        raise CompressionError(f"even {limit:,} draws are not expected to give {k} distinct units")
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if expected(mid) < k else (lo, mid)
+    return lo
+
+
+# ----------------------------------------------------------------------------------------------------
+# The method
+
+
+@register("coreset")
+@dataclass(frozen=True)
+class Coreset(Method):
+    """Sensitivity sampling of neurons / channels, layer by layer from the first hidden layer up.
+
+    sampling: ``coreset`` draws from pr ∝ s (the paper); ``uniform`` draws from pr = 1/n with the same
+    reweighting (the paper's uniform control); ``topk`` keeps the k largest ‖p_i‖ with no reweighting
+    (the paper's "percentile"; ``draws`` and ``reweight`` do not apply).
+    draws: ``until-k`` draws until the planned width is reached (official code; hits widths exactly);
+    ``fixed`` makes m draws, m set so that the expected number of distinct units is the planned width
+    (the paper; exactly unbiased), and re-plans the later layers around the width it gets.
+    reweight: scale kept columns of the next layer by c_i/(draws·pr_i) (the estimator) or leave them.
+    allocation: kept widths per layer for the whole-model budget: ``uniform`` (one keep fraction),
+    ``cost-aware`` (maximise the geometric mean of widths, so expensive units are cut harder) or
+    ``explicit`` (keep fractions proportional to ``keep_shares``, one per prunable layer).
+    beta: radius of the input ball (irrelevant for ReLU: positively homogeneous).
+    finetune_each_layer: the shared fine-tune after every pruned layer but the last (the paper, §4);
+    otherwise only the pipeline's fine-tune at the end.
+    A layer whose planned width is its full width is left untouched (sampling all n units would still
+    reweight them). The model is modified in place and returned.
+    """
+
+    structured: ClassVar[bool] = True
+    smoke_params: ClassVar[dict[str, Any]] = {"finetune_each_layer": False}
+
+    sampling: Literal["coreset", "uniform", "topk"] = "coreset"
+    draws: Literal["until-k", "fixed"] = "until-k"
+    reweight: bool = True
+    allocation: Literal["uniform", "cost-aware", "explicit"] = "uniform"
+    keep_shares: tuple[float, ...] = ()
+    beta: float = 1.0
+    finetune_each_layer: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.beta > 0 and math.isfinite(self.beta)):
+            raise ValueError(f"beta (the input-ball radius) must be a positive number, got {self.beta}")
+        if self.allocation == "explicit":
+            if not self.keep_shares or min(self.keep_shares) <= 0:
+                raise ValueError(f"allocation=explicit needs keep_shares, one positive number per prunable layer, "
+                                 f"got {self.keep_shares}")
+        elif self.keep_shares:
+            raise ValueError(f"keep_shares is used only with allocation=explicit (allocation={self.allocation})")
+
+    @classmethod
+    def search_space(cls, trial: Any) -> dict[str, Any]:
+        return {
+            "allocation": trial.suggest_categorical("allocation", ["uniform", "cost-aware"]),
+            "reweight": trial.suggest_categorical("reweight", [True, False]),
+            "finetune_each_layer": trial.suggest_categorical("finetune_each_layer", [True, False]),
+        }
+
+    def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
+        dense_params = sum(p.numel() for p in model.parameters())
+        budget = budget_for_ratio(dense_params, target_ratio)
+        layers = slots(model)
+        for slot in layers:
+            activation_after(model, slot)  # refuse unsupported activations before any work
+        plan = self.plan(model, budget)
+        for pos, slot in enumerate(layers):
+            if self.draws == "fixed" and self.sampling != "topk" and pos > 0:
+                plan = self._replan(model, budget, plan, pos, target_ratio)
+            stats = self.prune_layer(model, slot, plan[pos], context.generator(salt=pos))
+            if context.evaluate is not None:
+                stats["val_acc"] = context.evaluate(model)
+            context.log_metrics({f"coreset_{k}": v for k, v in stats.items()}, pos)
+            if self.finetune_each_layer and pos < len(layers) - 1:
+                model = context.finetune(model)
+        achieved = dense_params / sum(p.numel() for p in model.parameters())
+        if abs(achieved / target_ratio - 1) > 0.03:
+            raise CompressionError(f"draws=fixed gave widths {widths(model)}, {achieved:.3g}x against the requested "
+                                   f"{target_ratio:g}x (beyond ±3%); use draws=until-k to hit widths exactly")
+        return model
+
+    def plan(self, model: nn.Sequential, budget: float, fixed: dict[int, int] | None = None) -> list[int]:
+        """Kept width per prunable layer for a parameter budget (the classifier is never pruned)."""
+        if self.allocation == "cost-aware":
+            return integer_widths(model, budget, geometric_widths(model, budget, fixed), fixed)
+        shares = None
+        if self.allocation == "explicit":
+            if len(self.keep_shares) != len(slots(model)):
+                raise ValueError(f"keep_shares has {len(self.keep_shares)} entries; the model has "
+                                 f"{len(slots(model))} prunable layers")
+            shares = self.keep_shares
+        return widths_for_budget(model, budget, shares, fixed)
+
+    def _replan(self, model: nn.Sequential, budget: float, plan: list[int], pos: int, target_ratio: float) -> list[int]:
+        """Widths for the layers from ``pos`` on, given the random widths fixed draws gave the earlier ones."""
+        got = widths(model)[:pos]
+        try:
+            return self.plan(model, budget, fixed=dict(enumerate(got)))
+        except CompressionError:
+            raise CompressionError(
+                f"draws=fixed (the paper's rule, random widths) kept {got} units where {plan[:pos]} were planned, "
+                f"and the later layers cannot make up the difference for {target_ratio:g}x within ±3%; "
+                "use draws=until-k, which hits the planned widths exactly") from None
+
+    def prune_layer(self, model: nn.Sequential, slot: Slot, k: int, generator: torch.Generator) -> dict[str, float]:
+        """Keep k units of the layer at ``slot`` (in place); returns what happened, for logging."""
+        n = width(model[slot.index])
+        points = unit_points(model, slot)
+        if k >= n:
+            return {"width": n, "draws": 0, "max_scale": 1.0}
+        if self.sampling == "topk":
+            keep = torch.argsort(points.norm(dim=1), descending=True, stable=True)[:k].sort().values
+            remove_units(model, slot, keep)
+            return {"width": k, "draws": 0, "max_scale": 1.0}
+        s = sensitivity(points, outgoing_weights(model, slot), activation_after(model, slot), self.beta)
+        pr = probabilities(s) if self.sampling == "coreset" else torch.full((n,), 1.0 / n, dtype=torch.float64)
+        keep, scale, draws = self._sample(pr, k, generator)
+        remove_units(model, slot, keep, scale if self.reweight else None)
+        return {"width": len(keep), "draws": draws, "max_scale": float(scale.max()),
+                "total_sensitivity": float(s.sum())}
+
+    def _sample(self, pr: torch.Tensor, k: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(kept units, their scales, number of draws) for a planned width k."""
+        positive = (pr > 0).nonzero().flatten()
+        if k >= len(positive):
+            # Units of zero probability add nothing on the ball (zero outgoing weights): keep every other
+            # unit as it is and pad with zero-probability ones (lowest index first) to reach the width.
+            zero = (pr == 0).nonzero().flatten()[: k - len(positive)]
+            keep = torch.cat([positive, zero]).sort().values
+            return keep, torch.ones(len(keep), dtype=torch.float64), 0
+        if self.draws == "fixed":
+            sample = sample_fixed(pr, draws_for_width(pr, k), generator)
+        else:
+            sample = sample_until(pr, k, generator)
+        return sample.keep, sample.scale(pr), sample.draws
