@@ -99,8 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="a method at several ratios and seeds", epilog=_epilog(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     _experiment_args(bench, ratio_flag=False)
-    bench.add_argument("--ratios", default=",".join(f"{r:g}" for r in DEFAULT_RATIOS))
+    bench.add_argument("--ratios", default=",".join(f"{r:g}" for r in DEFAULT_RATIOS), help="grid mode's ratios")
     bench.add_argument("--seeds", default="1", help="number of seeds (0, 1, ... n-1), each with its own baseline")
+    bench.add_argument("--mode", default=None,
+                       help="grid (the ratios above; the default) or tpe (Optuna suggests ratio and method "
+                            "hyperparameters; the default when --trials is given)")
+    bench.add_argument("--trials", default=None, help="tpe mode: number of completed trials wanted")
+    bench.add_argument("--ratio-range", default="1.5,64", help="tpe mode: low,high compression ratio (log scale)")
+    bench.add_argument("--workers", default="1", help="parallel worker processes on this machine (1 torch thread each)")
+    bench.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite:///results/optuna.db; "
+                                                       "postgresql://... for several machines; journal:PATH)")
+    bench.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    figures = sub.add_parser("figures", help="regenerate every figure and table from the tracked runs")
+    figures.add_argument("--out", default=None, help="output folder (default results/figures)")
+    reproduce = sub.add_parser("reproduce", help="run the experiments behind a seed paper's figure")
+    reproduce.add_argument("paper")
+    reproduce.add_argument("--dry-run", action="store_true", help="print the commands only")
     return parser
 
 
@@ -125,7 +139,7 @@ def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
     if args.command == "run":
         ratios, seeds = (parse_ratio(args.ratio),), (_int(args.seed, "--seed", 0),)
     else:
-        ratios, seeds = parse_ratios(args.ratios), tuple(range(_int(args.seeds, "--seeds", 1)))
+        ratios, seeds = parse_ratios(args.ratios), (0,)
     from dataclasses import replace
 
     return [
@@ -137,6 +151,28 @@ def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
         )
         for seed in seeds for ratio in ratios
     ]
+
+
+def sweep_from_args(args: argparse.Namespace):
+    """The SweepConfig of a ``bench`` command (validated)."""
+    from bench.sweep import SweepConfig
+
+    template = configs_from_args(args)[0]
+    mode = args.mode or ("tpe" if args.trials is not None else "grid")
+    if mode not in ("grid", "tpe"):
+        raise UsageError(f"--mode must be grid or tpe, got {mode!r}")
+    trials = _int(args.trials, "--trials", 1) if args.trials is not None else None
+    if mode == "tpe" and trials is None:
+        raise UsageError("--mode tpe needs --trials N (the number of completed trials wanted)")
+    low_high = args.ratio_range.split(",")
+    if len(low_high) != 2:
+        raise UsageError(f"--ratio-range must be low,high (e.g. 1.5,64), got {args.ratio_range!r}")
+    low, high = (parse_ratio(x) for x in low_high)
+    if not low < high:
+        raise UsageError(f"--ratio-range low must be below high, got {args.ratio_range!r}")
+    return SweepConfig(template=template, mode=mode, ratios=parse_ratios(args.ratios), ratio_range=(low, high),
+                       trials=trials, seeds=_int(args.seeds, "--seeds", 1), storage=args.storage,
+                       workers=_int(args.workers, "--workers", 1), quiet=args.quiet, progress=args.progress)
 
 
 def _summary_line(result) -> str:
@@ -158,12 +194,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_name("dataset", args.dataset, datasets.list_datasets())
             datasets.fetch(args.dataset)
             return 0
+        if args.command == "figures":
+            return _figures(args)
+        if args.command == "reproduce":
+            return _reproduce(args)
+        sweep = sweep_from_args(args) if args.command == "bench" else None
         configs = configs_from_args(args)
         if args.threads is not None:
             import torch
 
             torch.set_num_threads(_int(args.threads, "--threads", 1))
         datasets.get(configs[0].dataset, **dict(configs[0].dataset_options))  # missing data fails here, before any run
+        if sweep is not None:
+            return _bench(sweep)
         from bench.pipeline import run_experiment
         from bench.tracking import Tracker
 
@@ -171,9 +214,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         for config in configs:
             print(_summary_line(run_experiment(config, tracker, progress=args.progress)), flush=True)
         return 0
-    except (UsageError, UnknownNameError, ParamError, datasets.DataError, methods.CompressionError) as e:
+    except (UsageError, UnknownNameError, ParamError, datasets.DataError, methods.CompressionError,
+            *_late_errors()) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the current run is marked KILLED", file=sys.stderr)
         return 130
+
+
+def _late_errors() -> tuple[type[Exception], ...]:
+    """Error types of modules imported only when a run starts (StorageError, NoRunsError, TrackingError)."""
+    found: list[type[Exception]] = []
+    for module, name in (("bench.studies", "StorageError"), ("bench.figures", "NoRunsError"),
+                         ("bench.tracking", "TrackingError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
+def _bench(sweep) -> int:
+    from bench.sweep import run_sweep
+
+    summary = run_sweep(sweep)
+    print(f"study {summary.study_name}: {summary.complete} complete, {summary.failed} failed trials; "
+          f"MLflow parent run {summary.parent_run_id}")
+    for p in summary.pareto:
+        print(f"  Pareto: ratio {p['compression_ratio']:.2f}x  val {p['val_acc_top1']:.4f}  test {p['acc_top1']:.4f}  "
+              f"(trial {p['trial']})")
+    return 0 if summary.complete else 1
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.config import results_dir
+    from bench.figures import make_figures
+    from bench.tracking import Tracker
+
+    out = Path(args.out) if args.out else results_dir() / "figures"
+    written = make_figures(out, Tracker())
+    print(f"wrote {len(written)} files under {out}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    import shlex
+
+    from bench.papers import experiments
+
+    for argv in experiments(args.paper):
+        print("python -m bench " + shlex.join(argv), flush=True)
+        if not args.dry_run:
+            code = main(argv)
+            if code != 0:
+                return code
+    return 0

@@ -130,5 +130,143 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, channels: tuple[int, ...
     return SequentialNet(*layers)
 
 
+# ----------------------------------------------------------------------------------------------------
+# CIFAR networks of the seed papers (coreset: VGG-16; multihash: ResNet-32; SuRP: ResNet-20, VGG-16).
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+# VGG-16's 13 convolutions ("D" of Simonyan & Zisserman 2015); "M" is a 2x2 max-pool.
+VGG16_CONFIG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                                       512, 512, 512, "M")
+
+
+@register_model("vgg16")
+def vgg16(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, hidden: tuple[int, ...] = (512, 512),
+          activation: str = "relu") -> SequentialNet:
+    """VGG-16 for CIFAR with BatchNorm: 13 conv3x3 (no bias) + BN + activation, five max-pools, then a dense head.
+
+    The dense head is Linear(512·h·w, 512), act, Linear(512, 512), act, Linear(512, classes) (h = w = 1 on
+    32x32 inputs): the usual CIFAR VGG-16 head, 530,442 parameters of 15,249,354 for CIFAR-10. The coreset
+    paper (Mussay et al. 2020, Table 2) prunes "the dense layers only" of a CIFAR-10 VGG-16 and counts them
+    as 1.4M, which neither this head nor its text's 4096/4096/1000 head gives (shared/methods/coreset.md marks
+    the head unverified); ``hidden`` sets other hidden widths, e.g. (4096, 4096). No dropout: the chain stays
+    deterministic in training and every method sees the same layers. ``width`` scales every conv's channels
+    (students of other sizes); pools stop once the map is 1 pixel, so 16x16 inputs work too.
+    """
+    c_in, h, w = input_shape
+    layers: list[nn.Module] = []
+    for item in VGG16_CONFIG:
+        if item == "M":
+            if min(h, w) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            continue
+        c_out = _scaled(int(item), width)
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), _activation(activation)]
+        c_in = c_out
+    layers.append(nn.Flatten())
+    layers += _mlp_layers(c_in * h * w, tuple(int(u) for u in hidden), num_classes, activation)[1:]
+    return SequentialNet(*layers)
+
+
+class PadShortcut(nn.Module):
+    """He et al. 2016's option A shortcut: subsample by the stride, zero-pad the new channels; no parameters.
+
+    The extra channels are padded evenly on both sides (the odd one at the end), as in the CIFAR reference
+    implementations; where the pad goes does not matter for training, only that it is fixed.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        if out_channels < in_channels:
+            raise ValueError(f"option A shortcut cannot shrink {in_channels} to {out_channels} channels")
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, ::self.stride, ::self.stride]
+        extra = self.out_channels - self.in_channels
+        return nn.functional.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
+
+
+class BasicBlock(nn.Module):
+    """conv3x3 - BN - act - conv3x3 - BN, plus the shortcut, then act (He et al. 2016, Sec. 4.2).
+
+    The shortcut is the identity where shapes match, else ``PadShortcut`` (option A) or a 1x1 conv + BN
+    (option B). Its own module, so the model stays a flat chain of blocks; methods that remove units must
+    treat a block as one step (its output width is tied to the shortcut), unstructured ones see its layers
+    through ``named_modules``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut: str, activation: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.act1 = _activation(activation)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.act2 = _activation(activation)
+        if stride == 1 and in_channels == out_channels:
+            self.shortcut: nn.Module = nn.Identity()
+        elif shortcut == "A":
+            self.shortcut = PadShortcut(in_channels, out_channels, stride)
+        else:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.bn1(self.conv1(x)))
+        return self.act2(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def cifar_resnet(input_shape: tuple[int, ...], num_classes: int, depth: int, width: float = 1.0,
+                 shortcut: str = "A", activation: str = "relu") -> SequentialNet:
+    """He et al. 2016 (Sec. 4.2) CIFAR ResNet of depth 6n+2: conv3x3(16), three stages of n basic blocks at
+    16, 32, 64 channels (stride 2 entering stages 2 and 3), global average pool, Linear.
+
+    ``width`` scales the three stage widths; ``shortcut`` "A" (default, the paper's CIFAR choice: parameter
+    free, so ResNet-20/32/56 have 269,722 / 464,154 / 853,018 parameters for 10 classes, "0.27M / 0.46M /
+    0.85M" in the paper's Table 6) or "B" (1x1 conv + BN projections where the shape changes: 2,752 more,
+    e.g. 272,474 for ResNet-20).
+    """
+    if (depth - 2) % 6 or depth < 8:
+        raise ValueError(f"a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
+    if shortcut not in ("A", "B"):
+        raise ValueError(f"shortcut must be 'A' (zero-padding identity) or 'B' (1x1 projection), got {shortcut!r}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    n = (depth - 2) // 6
+    stages = [_scaled(c, width) for c in (16, 32, 64)]
+    layers: list[nn.Module] = [nn.Conv2d(input_shape[0], stages[0], 3, padding=1, bias=False),
+                               nn.BatchNorm2d(stages[0]), _activation(activation)]
+    c_in = stages[0]
+    for s, c_out in enumerate(stages):
+        for b in range(n):
+            stride = 2 if s > 0 and b == 0 else 1
+            layers.append(BasicBlock(c_in, c_out, stride, shortcut, activation))
+            c_in = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
+    return SequentialNet(*layers)
+
+
+def _register_resnet(depth: int) -> None:
+    def build(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, shortcut: str = "A",
+              activation: str = "relu") -> SequentialNet:
+        return cifar_resnet(input_shape, num_classes, depth, width, shortcut, activation)
+
+    build.__name__ = f"resnet{depth}"
+    build.__doc__ = f"ResNet-{depth} for CIFAR (He et al. 2016, Sec. 4.2); see ``cifar_resnet``."
+    register_model(f"resnet{depth}")(build)
+
+
+for _depth in (20, 32, 56):
+    _register_resnet(_depth)
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -118,7 +118,10 @@ def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Base
 
 
 def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, parent_run_id: str | None = None,
-                   extra_tags: dict[str, Any] | None = None, progress: bool = False) -> RunResult:
+                   extra_tags: dict[str, Any] | None = None, progress: bool = False,
+                   on_run_start: Callable[[str], None] | None = None) -> RunResult:
+    """Compress, fine-tune, measure and track one configuration; ``on_run_start`` gets the MLflow run id
+    as soon as the run exists (a sweep stores it on its trial, so a killed trial's run can be closed)."""
     method = build_method(config)
     data = load_data(config)
     baseline, _ = ensure_baseline(config, data, progress=progress)
@@ -144,6 +147,8 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
     tags = _tags(config, "compressed", config.method, {"baseline_key": baseline.key, **(extra_tags or {})})
     run_name = f"{config.method}-{config.ratio:g}x-s{config.seed}"
     with tracker.run(experiment_name(config), run_name, tags, parent_run_id) as run_id:
+        if on_run_start is not None:
+            on_run_start(run_id)
         tracker.log_params(run_id, {**config.params(), **_method_params(method)})
         for metrics, step in steps:
             tracker.log_metrics(run_id, metrics, step)

@@ -33,3 +33,31 @@ class TrainRecipe:
 # on 2 cores. Fine-tune: 2 epochs at 1e-4, the calibration budget of the foundation issue.
 BASELINE_RECIPE = TrainRecipe(epochs=10, lr=1e-3)
 FINETUNE_RECIPE = TrainRecipe(epochs=2, lr=1e-4)
+
+
+# The seed papers' common CIFAR setting: SGD with momentum 0.9, batch 128, cosine decay over the run
+# (He et al. 2016 decay in steps at 32k/48k of 64k iterations, ~182 epochs; cosine over 200 epochs is the
+# common substitute and the one schedule ``bench.training`` implements besides constant). Weight decay:
+# 1e-4 for the ResNets on CIFAR-10 (He et al. 2016, Sec. 4.2), 5e-4 for VGG-16 (SuRP's configs, see
+# shared/methods/rate_distortion.md) and for everything on CIFAR-100 (LMA's CIFAR-100 setting, lma.md).
+# Fine-tuning: 20 epochs at a tenth of the baseline's learning rate, SuRP's retraining budget per round
+# (lr 0.01 for ResNet-20, 0.001 for VGG-16). Training batches are augmented (crop + flip) by the dataset.
+def _cifar(lr: float, weight_decay: float, finetune_lr: float) -> tuple[TrainRecipe, TrainRecipe]:
+    sgd = dict(optimizer="sgd", momentum=0.9, weight_decay=weight_decay, batch_size=128, schedule="cosine")
+    return TrainRecipe(epochs=200, lr=lr, **sgd), TrainRecipe(epochs=20, lr=finetune_lr, **sgd)
+
+
+# name -> (baseline, fine-tune); the name is recorded with the run, the budgets through ``as_params``.
+RECIPES: dict[str, tuple[TrainRecipe, TrainRecipe]] = {
+    "cifar10-resnet": _cifar(lr=0.1, weight_decay=1e-4, finetune_lr=0.01),
+    "cifar10-vgg": _cifar(lr=0.01, weight_decay=5e-4, finetune_lr=0.001),
+    "cifar100-resnet": _cifar(lr=0.1, weight_decay=5e-4, finetune_lr=0.01),
+    "cifar100-vgg": _cifar(lr=0.01, weight_decay=5e-4, finetune_lr=0.001),
+}
+
+
+def recipe_for(dataset: str, model: str) -> str | None:
+    """The name of the recipe in RECIPES for a (dataset, model) pair, or None where the defaults apply."""
+    family = "resnet" if model.startswith("resnet") else "vgg" if model.startswith("vgg") else None
+    name = f"{dataset}-{family}"
+    return name if family is not None and name in RECIPES else None

@@ -1,0 +1,292 @@
+"""Figures and tables from tracked runs only (``mlflow.search_runs`` -> pandas): the cross-method
+comparison per dataset/model, and each seed paper's figure (``bench/papers``).
+
+Every figure states dataset, model, seeds and how many runs it came from; the dense baseline and the
+dense + fine-tune control are drawn on every accuracy plot.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+DELTAS = (0.0, 0.5, 1.0, 2.0)  # accuracy points below dense for the commensurate table
+
+
+class NoRunsError(RuntimeError):
+    """The store holds nothing to draw."""
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for p in out:
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+    _plt().close(fig)
+    return out
+
+
+def pareto_mask(acc: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """Points not dominated in (accuracy up, ratio up)."""
+    keep = np.ones(len(acc), dtype=bool)
+    for i in range(len(acc)):
+        dominated = (acc >= acc[i]) & (ratio >= ratio[i]) & ((acc > acc[i]) | (ratio > ratio[i]))
+        keep[i] = not dominated.any()
+    return keep
+
+
+def pareto_plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
+    """One study's trials: validation accuracy vs achieved ratio, the front highlighted."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [r["compression_ratio"] for r in rows]
+    y = [r["val_acc_top1"] for r in rows]
+    front = sorted((r["compression_ratio"], r["val_acc_top1"]) for r in rows if r["pareto"])
+    ax.scatter(x, y, color="0.6", label="trials")
+    if front:
+        ax.plot(*zip(*front), "o-", color="C3", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("compression ratio (params_total / params_effective)")
+    ax.set_ylabel("validation accuracy (top-1)")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- tidy runs
+
+def _default_params(method: str) -> dict[str, str]:
+    import methods
+
+    try:
+        return {k: str(v) for k, v in dataclasses.asdict(methods.get(method)()).items()}
+    except Exception:  # a method no longer registered: no defaults to compare with
+        return {}
+
+
+def variant_label(method: str, params: dict[str, str], tuned: bool) -> str:
+    """A method plus the parameters it was run with that differ from its defaults (none for tuned sweeps)."""
+    if tuned:
+        return f"{method} (tuned)"
+    defaults = _default_params(method)
+    changed = [f"{k}={v}" for k, v in sorted(params.items()) if k in defaults and defaults[k] != v]
+    return f"{method} ({', '.join(changed)})" if changed else method
+
+
+def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
+    """All FINISHED runs of the store as one tidy DataFrame (one row per run)."""
+    import pandas as pd
+
+    from bench.tracking import Tracker
+
+    tracker = tracker or Tracker()
+    df = tracker.runs_frame()
+    if df.empty:
+        return df
+    df = df[df["status"] == "FINISHED"].copy()
+    if df.empty:
+        return df
+    out = pd.DataFrame({
+        "run_id": df["run_id"], "experiment": df["tags.dataset"] + "/" + df["tags.model"],
+        "dataset": df["tags.dataset"], "model": df["tags.model"], "kind": df["tags.kind"],
+        "method": df["tags.method"], "seed": pd.to_numeric(df["tags.seed"], errors="coerce"),
+        "study": df.get("tags.study", pd.Series(index=df.index, dtype=object)),
+    })
+    for col in [c for c in df.columns if c.startswith("metrics.")]:
+        out[col[len("metrics."):]] = df[col]
+    params = [c for c in df.columns if c.startswith("params.method.") and c not in ("params.method.family", "params.method.structured")]
+    out["method_params"] = [
+        {c[len("params.method."):]: row[c] for c in params if isinstance(row[c], str)} for _, row in df.iterrows()]
+    for col in ("params.finetune.epochs", "params.baseline.epochs"):
+        out[col[len("params."):]] = df[col] if col in df else None
+    tuned = out["study"].fillna("").str.contains("/tpe-")
+    out["variant"] = [variant_label(m, p, t) if k == "compressed" else m
+                      for m, p, t, k in zip(out["method"], out["method_params"], tuned, out["kind"])]
+    return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- aggregation
+
+def operating_points(runs: "pandas.DataFrame") -> "pandas.DataFrame":
+    """Mean ± std over seeds per (variant, requested ratio), with the seed count."""
+    comp = runs[runs["kind"] == "compressed"].copy()
+    if comp.empty:
+        return comp
+    comp["requested"] = comp["requested_ratio"].round(3)
+    agg = comp.groupby(["variant", "requested"]).agg(
+        n=("acc_top1", "size"), acc_mean=("acc_top1", "mean"), acc_std=("acc_top1", "std"),
+        val_mean=("val_acc_top1", "mean"), ratio_mean=("compression_ratio", "mean"),
+        ratio_min=("compression_ratio", "min"), ratio_max=("compression_ratio", "max"),
+        acc_before_ft=("acc_top1_before_finetune", "mean"),
+        theoretical_speedup=("theoretical_speedup", "mean"), measured_speedup=("measured_speedup", "mean"),
+        flops=("flops_effective", "mean"), size_bytes=("size_bytes", "mean"), latency_ms_b1=("latency_ms_b1", "mean"),
+        latency_ms_b256=("latency_ms_b256", "mean"),
+    ).reset_index()
+    agg["acc_std"] = agg["acc_std"].fillna(0.0)
+    return agg
+
+
+def dense_reference(runs: "pandas.DataFrame") -> dict[str, tuple[float, float, int]]:
+    """(mean, std, n) test accuracy of the dense baseline and of the dense + fine-tune control."""
+    out = {}
+    for kind in ("baseline", "control"):
+        acc = runs[runs["kind"] == kind].drop_duplicates("seed")["acc_top1"]
+        if len(acc):
+            out[kind] = (float(acc.mean()), float(acc.std()) if len(acc) > 1 else 0.0, len(acc))
+    return out
+
+
+def commensurate_table(points: "pandas.DataFrame", dense_acc: float) -> "pandas.DataFrame":
+    """For each δ, each variant's most compressed operating point whose mean accuracy is within δ points of dense."""
+    import pandas as pd
+
+    rows = []
+    for delta in DELTAS:
+        for variant, group in points.groupby("variant"):
+            ok = group[group["acc_mean"] >= dense_acc - delta / 100]
+            if ok.empty:
+                rows.append({"delta_points": delta, "variant": variant, "ratio": None})
+                continue
+            best = ok.loc[ok["ratio_mean"].idxmax()]
+            rows.append({"delta_points": delta, "variant": variant, "ratio": best["ratio_mean"],
+                         "acc": best["acc_mean"], "flops": best["flops"], "size_bytes": best["size_bytes"],
+                         "latency_ms_b256": best["latency_ms_b256"], "n_seeds": best["n"]})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- drawing
+
+def _dense_lines(ax: Any, dense: dict[str, tuple[float, float, int]]) -> None:
+    styles = {"baseline": ("k", "--", "dense"), "control": ("0.4", ":", "dense + fine-tune")}
+    for kind, (mean, std, n) in dense.items():
+        color, ls, label = styles[kind]
+        ax.axhline(mean, color=color, ls=ls, lw=1, label=f"{label} ({mean:.4f}±{std:.4f}, n={n})")
+
+
+def _caption(runs: "pandas.DataFrame", experiment: str) -> str:
+    seeds = runs["seed"].dropna().nunique()
+    return f"{experiment} — {seeds} seed{'s' if seeds != 1 else ''}, {len(runs)} tracked runs"
+
+
+def accuracy_vs_ratio(runs: "pandas.DataFrame", experiment: str, path: Path) -> list[Path]:
+    plt = _plt()
+    points, dense = operating_points(runs), dense_reference(runs)
+    comp = runs[runs["kind"] == "compressed"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (variant, group) in enumerate(points.groupby("variant")):
+        group = group.sort_values("ratio_mean")
+        color = f"C{i % 10}"
+        ax.errorbar(group["ratio_mean"], group["acc_mean"], yerr=group["acc_std"], color=color, marker="o",
+                    capsize=3, label=variant)
+        pts = comp[comp["variant"] == variant]
+        ax.scatter(pts["compression_ratio"], pts["acc_top1"], color=color, alpha=0.35, s=12)
+    front = pareto_mask(comp["acc_top1"].to_numpy(), comp["compression_ratio"].to_numpy()) if len(comp) else []
+    if len(comp):
+        f = comp[front].sort_values("compression_ratio")
+        ax.plot(f["compression_ratio"], f["acc_top1"], color="k", alpha=0.3, lw=3, label="Pareto front (single runs)")
+    _dense_lines(ax, dense)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("compression ratio (achieved; log scale)")
+    ax.set_ylabel("test accuracy (top-1)")
+    ax.set_title(f"Accuracy vs compression — {_caption(runs, experiment)}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    return _save(fig, path)
+
+
+def accuracy_vs_speedup(runs: "pandas.DataFrame", experiment: str, path: Path) -> list[Path]:
+    plt = _plt()
+    points, dense = operating_points(runs), dense_reference(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, column, label in ((axes[0], "theoretical_speedup", "theoretical speedup (FLOPs)"),
+                              (axes[1], "measured_speedup", "measured CPU speedup (batch 256)")):
+        for i, (variant, group) in enumerate(points.groupby("variant")):
+            group = group.sort_values(column)
+            ax.errorbar(group[column], group["acc_mean"], yerr=group["acc_std"], marker="o", capsize=3,
+                        color=f"C{i % 10}", label=variant)
+        _dense_lines(ax, dense)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("test accuracy (top-1)")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"Accuracy vs speedup — {_caption(runs, experiment)}", fontsize=9)
+    return _save(fig, path)
+
+
+def _write_table(df: "pandas.DataFrame", path: Path, title: str) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    csv, md = path.with_suffix(".csv"), path.with_suffix(".md")
+    df.to_csv(csv, index=False)
+    md.write_text(f"# {title}\n\n{_markdown(df)}\n")
+    return [csv, md]
+
+
+def _markdown(df: "pandas.DataFrame") -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:.4g}"
+        return "" if v is None else str(v)
+
+    header = "| " + " | ".join(df.columns) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def summary_table(points: "pandas.DataFrame") -> "pandas.DataFrame":
+    out = points[["variant", "requested", "ratio_mean", "ratio_min", "ratio_max", "n", "acc_mean", "acc_std",
+                  "acc_before_ft", "theoretical_speedup", "measured_speedup"]].copy()
+    out["acc (mean ± std)"] = [f"{m * 100:.2f} ± {s * 100:.2f}" for m, s in zip(out["acc_mean"], out["acc_std"])]
+    return out.rename(columns={"requested": "requested_ratio", "ratio_mean": "achieved_ratio"})
+
+
+def comparison_figures(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
+    """The cross-method figures and tables for every dataset/model in ``runs``."""
+    written: list[Path] = []
+    for experiment, group in runs.groupby("experiment"):
+        if not (group["kind"] == "compressed").any():
+            continue
+        folder = out_dir / experiment.replace("/", "__")
+        written += accuracy_vs_ratio(group, experiment, folder / "accuracy_vs_ratio")
+        written += accuracy_vs_speedup(group, experiment, folder / "accuracy_vs_speedup")
+        points = operating_points(group)
+        written += _write_table(summary_table(points), folder / "summary", f"Per-method summary — {_caption(group, experiment)}")
+        dense = dense_reference(group)
+        if "baseline" in dense:
+            written += _write_table(commensurate_table(points, dense["baseline"][0]), folder / "commensurate",
+                                    f"Smallest model within δ points of dense ({dense['baseline'][0]:.4f}) — "
+                                    f"{_caption(group, experiment)}")
+        comp = group[group["kind"] == "compressed"]
+        front = comp[pareto_mask(comp["acc_top1"].to_numpy(), comp["compression_ratio"].to_numpy())]
+        written += _write_table(front[["variant", "seed", "requested_ratio", "compression_ratio", "acc_top1", "run_id"]]
+                                .sort_values("compression_ratio"), folder / "pareto", f"Pareto front — {experiment}")
+    return written
+
+
+def make_figures(out_dir: Path, tracker: Any | None = None, log: Any = print) -> list[Path]:
+    """Every figure and table; raises NoRunsError on an empty store."""
+    from bench.papers import paper_figures
+
+    runs = tidy_runs(tracker)
+    if runs.empty or not (runs["kind"] == "compressed").any():
+        uri = tracker.uri if tracker is not None else "the default store"
+        raise NoRunsError(f"no finished compressed runs in {uri}; run `make bench METHOD=magnitude` first")
+    written = comparison_figures(runs, out_dir)
+    for name, figure in paper_figures().items():
+        produced = figure(runs, out_dir / "papers" / name)
+        if produced:
+            written += produced
+        else:
+            log(f"paper figure {name!r}: no runs for it yet; `make reproduce PAPER={name}` produces them")
+    return written

@@ -1,0 +1,88 @@
+"""Optuna storages and studies: one multi-objective study per method/dataset/model (and settings).
+
+Default storage is a SQLite file under results/; any Optuna storage URL works (PostgreSQL for several
+machines), and ``journal:PATH`` selects the journal-file storage. RDB storages run with heartbeats, so a
+trial whose worker died (SIGKILL, power loss) is marked FAIL once its heartbeat is stale, and the
+tracked MLflow runs it left RUNNING are closed as KILLED.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.config import results_dir
+
+OBJECTIVES = ("val_acc_top1", "compression_ratio")  # both maximised
+HEARTBEAT_SECONDS = 5
+GRACE_SECONDS = 20
+
+
+class StorageError(RuntimeError):
+    """An Optuna storage URL that is malformed or cannot be reached."""
+
+
+def default_storage_url() -> str:
+    path = results_dir() / "optuna.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class CloseKilledRuns:
+    """Heartbeat callback: a stale trial's MLflow runs still RUNNING become KILLED."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        from bench.tracking import Tracker
+
+        tracker = Tracker(self.tracking_uri)
+        for run_id in trial.user_attrs.get("mlflow_run_ids", []):
+            try:
+                if tracker.client.get_run(run_id).info.status == "RUNNING":
+                    tracker.finish(run_id, "KILLED")
+            except Exception:  # a run that never reached the store: nothing to close
+                pass
+
+
+def quiet_optuna() -> None:
+    """Heartbeats and fail_stale_trials are marked experimental; they are what crash recovery needs."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def make_storage(url: str | None, tracking_uri: str) -> Any:
+    """An Optuna storage for ``url`` (None: the default SQLite file); raises StorageError clearly."""
+    import optuna
+    import sqlalchemy.exc
+
+    quiet_optuna()
+    url = url or default_storage_url()
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url[len("journal:"):]).expanduser()
+        if not path.parent.is_dir():
+            raise StorageError(f"journal storage directory {path.parent} does not exist")
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise StorageError(f"storage {url!r} is not a URL; use e.g. sqlite:///results/optuna.db, "
+                           "postgresql://user:pass@host/db, or journal:/path/to/file.log")
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several local workers share one file: wait for the write lock instead of failing at once.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    elif url.startswith("postgresql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=CloseKilledRuns(tracking_uri))
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as e:
+        raise StorageError(f"storage URL {url!r} is malformed ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    except sqlalchemy.exc.OperationalError as e:
+        raise StorageError(f"cannot reach storage {url!r}: {str(e.orig).strip().splitlines()[0]}") from None

@@ -1,0 +1,347 @@
+"""Sweeps: an Optuna study over compression ratios (and method hyperparameters), one MLflow parent run.
+
+A trial is an operating point (ratio + method parameters) evaluated on every seed; each seed is one
+nested MLflow run, and the trial's run ids are a user attribute. The study maximises the *validation*
+accuracy and the achieved compression ratio; test accuracy is logged beside them for the figures.
+
+Modes: ``grid`` enqueues the paper-style ratios {2, 4, 8, 16, 32}; ``tpe`` suggests the ratio on a log
+scale (1.5–64 by default) with the method's own search space. Re-running the same command resumes:
+completed points are not repeated, failed or killed ones are retried (up to ``max_retries``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.config import ExperimentConfig, _frozen, content_hash
+from bench.studies import OBJECTIVES, make_storage
+
+DEFAULT_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    template: ExperimentConfig  # method, dataset, model, fixed method params, budgets; ratio and seed vary
+    mode: Literal["grid", "tpe"] = "grid"
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
+    ratio_range: tuple[float, float] = (1.5, 64.0)
+    trials: int | None = None  # tpe: completed trials wanted (grid: one per ratio)
+    seeds: int = 1
+    storage: str | None = None
+    tracking_uri: str | None = None
+    workers: int = 1
+    max_retries: int = 2
+    quiet: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.mode == "tpe" and (self.trials is None or self.trials < 1):
+            raise ValueError(f"tpe mode needs trials >= 1, got {self.trials}")
+        lo, hi = self.ratio_range
+        if not 1 < lo < hi:
+            raise ValueError(f"ratio range must satisfy 1 < low < high, got {self.ratio_range}")
+
+    @property
+    def target(self) -> int:
+        return len(self.ratios) if self.mode == "grid" else int(self.trials)
+
+    def study_name(self) -> str:
+        """method/dataset/model/mode-<hash of what else makes points comparable>."""
+        t = self.template
+        settings = {"method_params": t.method_params, "dataset_options": t.dataset_options,
+                    "model_options": t.model_options, "baseline": dataclasses.asdict(t.baseline),
+                    "finetune": dataclasses.asdict(t.finetune), "seeds": self.seeds,
+                    "space": self.ratios if self.mode == "grid" else self.ratio_range}
+        return f"{t.method}/{t.dataset}/{t.model}/{self.mode}-{content_hash(settings)[:8]}"
+
+
+@dataclass
+class SweepSummary:
+    study_name: str
+    parent_run_id: str
+    complete: int
+    failed: int
+    pareto: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _log(cfg: SweepConfig, message: str) -> None:
+    if not cfg.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+class Objective:
+    """Evaluates one operating point on every seed; returns (mean val accuracy, mean achieved ratio)."""
+
+    def __init__(self, cfg: SweepConfig, tracking_uri: str, parent_run_id: str) -> None:
+        import methods
+        from bench.tracking import Tracker
+
+        self.cfg, self.parent_run_id = cfg, parent_run_id
+        self.tracker = Tracker(tracking_uri)
+        self.method_cls = methods.get(cfg.template.method)
+
+    def __call__(self, trial: Any) -> tuple[float, float]:
+        from bench.pipeline import run_experiment
+
+        cfg = self.cfg
+        if cfg.mode == "grid":
+            ratio = float(trial.suggest_categorical("ratio", list(cfg.ratios)))
+            tuned: dict[str, Any] = {}
+        else:
+            ratio = trial.suggest_float("ratio", *cfg.ratio_range, log=True)
+            tuned = self.method_cls.search_space(trial)
+        params = {**dict(cfg.template.method_params), **tuned}
+        run_ids: list[str] = []
+
+        def started(run_id: str) -> None:
+            run_ids.append(run_id)
+            trial.set_user_attr("mlflow_run_ids", list(run_ids))
+
+        results = []
+        try:
+            for seed in range(cfg.seeds):
+                config = dataclasses.replace(cfg.template, ratio=ratio, seed=seed, method_params=_frozen(params))
+                results.append(run_experiment(
+                    config, self.tracker, self.parent_run_id, progress=cfg.progress, on_run_start=started,
+                    extra_tags={"study": cfg.study_name(), "trial": trial.number}))
+        except Exception as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+            raise
+        metrics = [r.metrics for r in results]
+
+        def mean(key: str) -> float:
+            return statistics.fmean(m[key] for m in metrics)
+
+        def std(key: str) -> float:
+            return statistics.stdev(m[key] for m in metrics) if len(metrics) > 1 else 0.0
+
+        for key in ("acc_top1", "val_acc_top1", "compression_ratio", "theoretical_speedup", "measured_speedup"):
+            trial.set_user_attr(f"{key}_mean", mean(key))
+            trial.set_user_attr(f"{key}_std", std(key))
+        trial.set_user_attr("method_params", {k: str(v) for k, v in params.items()})
+        return mean("val_acc_top1"), mean("compression_ratio")
+
+
+def _make_sampler(cfg: SweepConfig, worker: int) -> Any:
+    import optuna
+
+    seed = 1000 * cfg.template.seed + worker
+    if cfg.mode == "grid":
+        return optuna.samplers.RandomSampler(seed=seed)  # every grid trial is enqueued with fixed params
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, cfg.target // 3)))
+
+
+def _state_counts(study: Any) -> dict[str, int]:
+    from collections import Counter
+
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int = 0,
+                threads: int | None = None) -> None:
+    """Run trials until the study has enough (grid: no enqueued point left; tpe: complete+running >= target)."""
+    import optuna
+
+    from bench.pipeline import set_threads
+
+    set_threads(threads)
+    storage = make_storage(cfg.storage, tracking_uri)
+    study = optuna.load_study(study_name=cfg.study_name(), storage=storage, sampler=_make_sampler(cfg, worker))
+    objective = Objective(cfg, tracking_uri, parent_run_id)
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        counts = _state_counts(study)
+        if cfg.mode == "grid" and counts.get("WAITING", 0) == 0:
+            return
+        if cfg.mode == "tpe" and counts.get("COMPLETE", 0) + counts.get("RUNNING", 0) >= cfg.target:
+            return
+        study.optimize(objective, n_trials=1, catch=(Exception,),
+                       callbacks=[lambda s, trial: _report_trial(cfg, s, trial, worker)])
+
+
+def _report_trial(cfg: SweepConfig, study: Any, trial: Any, worker: int) -> None:
+    counts = _state_counts(study)
+    head = f"[{counts.get('COMPLETE', 0)}/{cfg.target} complete, {counts.get('FAIL', 0)} failed] worker {worker} trial #{trial.number}"
+    if trial.state.name == "COMPLETE":
+        a = trial.user_attrs
+        _log(cfg, f"{head}: ratio {trial.params['ratio']:g} -> val {a['val_acc_top1_mean']:.4f} test {a['acc_top1_mean']:.4f} "
+                  f"(achieved {a['compression_ratio_mean']:.2f}x), Pareto front size {len(study.best_trials)}")
+    else:
+        _log(cfg, f"{head}: {trial.state.name} {trial.user_attrs.get('error', '')}")
+
+
+def _spawned_worker(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int) -> None:
+    # Two 2-thread training processes on 2 cores run 5-6x slower each: one thread per worker.
+    worker_loop(cfg, tracking_uri, parent_run_id, worker, threads=1)
+
+
+def _missing_grid_points(cfg: SweepConfig, study: Any) -> list[float]:
+    """Grid ratios with no COMPLETE, WAITING or RUNNING trial and fewer than max_retries+1 failures."""
+    busy, failures = set(), {}
+    for t in study.get_trials(deepcopy=False):
+        ratio = t.params.get("ratio", t.system_attrs.get("fixed_params", {}).get("ratio"))
+        if ratio is None:
+            continue
+        if t.state.name in ("COMPLETE", "WAITING", "RUNNING"):
+            busy.add(float(ratio))
+        elif t.state.name == "FAIL":
+            failures[float(ratio)] = failures.get(float(ratio), 0) + 1
+    return [r for r in cfg.ratios if r not in busy and failures.get(r, 0) <= cfg.max_retries]
+
+
+def _prepare_baselines(cfg: SweepConfig, tracker: Any) -> None:
+    """Train/cache each seed's baseline and log its baseline and control runs once, before workers race."""
+    from bench.baseline import ensure_baseline
+    from bench.pipeline import ensure_baseline_run, ensure_control, load_data
+
+    for seed in range(cfg.seeds):
+        config = dataclasses.replace(cfg.template, seed=seed)
+        data = load_data(config)
+        baseline, trained = ensure_baseline(config, data, progress=cfg.progress)
+        _log(cfg, f"baseline seed {seed}: {'trained' if trained else 'cached'}, test acc {baseline.test_acc:.4f}")
+        ensure_baseline_run(tracker, config, baseline, data)
+        ensure_control(tracker, config, baseline, data, progress=cfg.progress)
+
+
+def _parent_run(cfg: SweepConfig, tracker: Any, study: Any) -> str:
+    from bench.pipeline import experiment_name
+
+    name = cfg.study_name()
+    found = tracker.client.search_runs(
+        [tracker.experiment_id(experiment_name(cfg.template))],
+        f"tags.kind = 'sweep' and tags.study = '{name}'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+        tracker.client.update_run(run_id, status="RUNNING")
+        return run_id
+    t = cfg.template
+    run_id = tracker.start(experiment_name(t), f"sweep-{t.method}-{cfg.mode}",
+                           {"kind": "sweep", "study": name, "method": t.method, "dataset": t.dataset,
+                            "model": t.model, "seed": "all"})
+    tracker.log_params(run_id, {**t.params(), "mode": cfg.mode, "seeds": cfg.seeds, "target_trials": cfg.target,
+                                "ratios": ",".join(f"{r:g}" for r in cfg.ratios), "ratio_range": cfg.ratio_range,
+                                "storage": cfg.storage or "default", **{f"method.{k}": v for k, v in t.method_params}})
+    study.set_user_attr("mlflow_parent_run_id", run_id)
+    return run_id
+
+
+def _wait_for_running(cfg: SweepConfig, study: Any, timeout: float) -> None:
+    """Let trials of other (or dead) workers finish or go stale, so the study can be completed."""
+    import optuna
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        if _state_counts(study).get("RUNNING", 0) == 0:
+            return
+        time.sleep(2)
+
+
+def run_sweep(cfg: SweepConfig) -> SweepSummary:
+    """Create or resume the study, run the workers, and log the Pareto front on the parent run."""
+    import optuna
+
+    from bench.pipeline import build_method, load_data
+    from bench.studies import GRACE_SECONDS, HEARTBEAT_SECONDS
+    from bench.tracking import Tracker, default_tracking_uri
+
+    build_method(cfg.template)  # parameter errors before anything is written
+    load_data(cfg.template)  # missing data too
+    tracking_uri = cfg.tracking_uri or default_tracking_uri()
+    tracker = Tracker(tracking_uri)
+    storage = make_storage(cfg.storage, tracking_uri)
+    # Created once here, before any worker starts (workers racing on a fresh SQLite schema fail).
+    study = optuna.create_study(study_name=cfg.study_name(), storage=storage, load_if_exists=True,
+                                directions=["maximize", "maximize"], sampler=_make_sampler(cfg, 0))
+    study.set_metric_names(list(OBJECTIVES))
+    for key, value in {"method": cfg.template.method, "dataset": cfg.template.dataset, "model": cfg.template.model,
+                       "mode": cfg.mode, "seeds": cfg.seeds, "target": cfg.target,
+                       "method_params": dict(cfg.template.method_params)}.items():
+        study.set_user_attr(key, value)
+    parent = _parent_run(cfg, tracker, study)
+    _log(cfg, f"study {cfg.study_name()} (storage {cfg.storage or 'results/optuna.db'}), MLflow parent run {parent}")
+    status = "FAILED"
+    try:
+        _prepare_baselines(cfg, tracker)
+        for _ in range(cfg.max_retries + 2):
+            optuna.storages.fail_stale_trials(study)
+            if cfg.mode == "grid":
+                for ratio in _missing_grid_points(cfg, study):
+                    study.enqueue_trial({"ratio": ratio})
+                if _state_counts(study).get("WAITING", 0) == 0 and _state_counts(study).get("RUNNING", 0) == 0:
+                    break
+            elif _state_counts(study).get("COMPLETE", 0) >= cfg.target:
+                break
+            _run_workers(cfg, tracking_uri, parent)
+            _wait_for_running(cfg, study, timeout=GRACE_SECONDS + 2 * HEARTBEAT_SECONDS)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        summary = _summarise(cfg, study, parent)
+        _log_pareto(cfg, tracker, parent, study)
+        tracker.finish(parent, status)
+    return summary
+
+
+def _run_workers(cfg: SweepConfig, tracking_uri: str, parent: str) -> None:
+    if cfg.workers == 1:
+        worker_loop(cfg, tracking_uri, parent)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_spawned_worker, args=(cfg, tracking_uri, parent, i)) for i in range(cfg.workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+        raise
+
+
+def _summarise(cfg: SweepConfig, study: Any, parent: str) -> SweepSummary:
+    counts = _state_counts(study)
+    pareto = [{"trial": t.number, "ratio_requested": t.params.get("ratio"), "val_acc_top1": t.values[0],
+               "compression_ratio": t.values[1], "acc_top1": t.user_attrs.get("acc_top1_mean"),
+               "params": t.user_attrs.get("method_params", {})} for t in study.best_trials]
+    return SweepSummary(cfg.study_name(), parent, counts.get("COMPLETE", 0), counts.get("FAIL", 0),
+                        sorted(pareto, key=lambda p: p["compression_ratio"]))
+
+
+def _log_pareto(cfg: SweepConfig, tracker: Any, parent: str, study: Any) -> None:
+    """The study's Pareto front (CSV and plot) as artefacts of the parent run."""
+    import tempfile
+    from pathlib import Path
+
+    from bench.figures import pareto_plot
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if not trials:
+        return
+    front = {t.number for t in study.best_trials}
+    rows = [{"trial": t.number, "ratio_requested": t.params.get("ratio"), "compression_ratio": t.values[1],
+             "val_acc_top1": t.values[0], "acc_top1": t.user_attrs.get("acc_top1_mean"),
+             "acc_top1_std": t.user_attrs.get("acc_top1_std"), "pareto": t.number in front} for t in trials]
+    lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
+    tracker.log_text(parent, "\n".join(lines) + "\n", "pareto.csv")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pareto.png"
+        pareto_plot(rows, f"{cfg.template.method} on {cfg.template.dataset}/{cfg.template.model} "
+                          f"({cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}, {len(rows)} trials)", path)
+        tracker.log_file(parent, str(path))
+    for key, value in {"pareto_size": len(front), "trials_complete": len(trials)}.items():
+        tracker.log_metrics(parent, {key: value})
