@@ -1,6 +1,7 @@
 """compression-bench's dataset registry (not the Hugging Face ``datasets`` package; see README)."""
 from datasets.core import DataError, DataSplits, data_dir, get, list_datasets, register_dataset
 from datasets import sources as _sources  # noqa: F401  (registers the built-in datasets)
+from datasets import cifar as _cifar  # noqa: F401  (registers cifar10, cifar100)
 from datasets.fetch import IdxSource
 
 
@@ -8,7 +9,7 @@ def fetch(name: str, log=print) -> None:
     """Bring a dataset onto this machine (offline-first); a no-op for datasets that ship with packages."""
     if name not in list_datasets():
         get(name)  # raises the unknown-name error listing valid names
-    source = _sources.SOURCES.get(name)
+    source = {**_sources.SOURCES, **_cifar.SOURCES}.get(name)
     if source is not None:
         source.fetch(log)
     else:

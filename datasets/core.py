@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -20,6 +20,32 @@ class DataError(RuntimeError):
     """Data that is missing or corrupt; the message says which file and the command that fixes it."""
 
 
+# A training-time augmentation: (batch of inputs, seeded generator) -> batch of the same shape.
+BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+# Added to the training seed so augmentation draws from its own stream, not the shuffling one.
+AUGMENT_SALT = 7919
+
+
+class TransformedBatches:
+    """Training batches with a seeded transform applied to the inputs (labels untouched).
+
+    Wraps any sized iterable of (x, y) batches (``bench.training.TensorBatches``); the generator is
+    created once, so successive epochs draw fresh augmentations while a fixed seed repeats the run.
+    """
+
+    def __init__(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], transform: BatchTransform, seed: int):
+        self.batches, self.transform = batches, transform
+        self.generator = torch.Generator().manual_seed(seed + AUGMENT_SALT)
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.batches:
+            yield self.transform(x, self.generator), y
+
+
 @dataclass(frozen=True)
 class DataSplits:
     name: str
@@ -31,9 +57,15 @@ class DataSplits:
     test_y: torch.Tensor
     input_shape: tuple[int, ...]
     num_classes: int
+    # Augmentation for training batches only (e.g. CIFAR's crop + flip); val and test are never transformed.
+    train_transform: BatchTransform | None = None
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
+
+    def augment(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], seed: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """Training batches with ``train_transform`` applied (seeded); ``batches`` itself when there is none."""
+        return batches if self.train_transform is None else TransformedBatches(batches, self.train_transform, seed)
 
 
 _DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
@@ -62,11 +94,14 @@ def carve(
     test_fraction: float = 0.2,
     scale: float = 255.0,
     train_limit: int | None = None,
+    per_channel: bool = False,
 ) -> DataSplits:
     """Split (seeded by SPLIT_SEED), scale, and standardise with statistics of the training part only.
 
     Where a dataset has no official test split, ``test_fraction`` of it is held out first.
     ``train_limit`` keeps the first n training images (for quick runs); val and test stay whole.
+    ``per_channel`` standardises each channel (``input_shape[0]``) with its own mean and std, as is
+    usual for colour images; otherwise one mean and std cover all pixels.
     """
     rng = np.random.default_rng(SPLIT_SEED)
     if test_x is None:
@@ -82,9 +117,14 @@ def carve(
             raise ValueError(f"train_limit must be a positive integer, got {train_limit}")
         train_idx = train_idx[:train_limit]
     train = x[train_idx].astype(np.float32) / scale
-    mean, std = float(train.mean()), float(train.std()) or 1.0
+    if per_channel:
+        mean, std = channel_statistics(train.reshape(len(train), *input_shape))
+    else:
+        mean, std = float(train.mean()), float(train.std()) or 1.0
+    del train
 
     def prep(a: np.ndarray) -> torch.Tensor:
+        a = a.reshape(len(a), *input_shape) if per_channel else a
         t = torch.from_numpy(((a.astype(np.float32) / scale - mean) / std).astype(np.float32))
         return t.reshape(len(a), *input_shape)
 
@@ -98,6 +138,22 @@ def carve(
         test_x=prep(test_x), test_y=labels(test_y),
         input_shape=tuple(input_shape), num_classes=num_classes,
     )
+
+
+def channel_statistics(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of (N, C, ...) data, shaped to broadcast over it; a constant channel gets std 1.
+
+    Accumulated in float64 one channel at a time: 45k CIFAR images are 46M values per channel, too many
+    for a float32 sum, and one float64 copy of all channels at once would take over 1 GB.
+    """
+    channels = train.shape[1]
+    mean, std = np.empty(channels), np.empty(channels)
+    for c in range(channels):
+        values = train[:, c]
+        mean[c], std[c] = values.mean(dtype=np.float64), values.std(dtype=np.float64)
+    std[std == 0] = 1.0
+    shape = (channels,) + (1,) * (train.ndim - 2)
+    return mean.reshape(shape).astype(np.float32), std.reshape(shape).astype(np.float32)
 
 
 def list_datasets(pattern: str = "*") -> list[str]:

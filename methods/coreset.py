@@ -247,9 +247,14 @@ class Coreset(Method):
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         dense_params = sum(p.numel() for p in model.parameters())
         budget = budget_for_ratio(dense_params, target_ratio)
-        layers = slots(model)
-        for slot in layers:
-            activation_after(model, slot)  # refuse unsupported activations before any work
+        try:
+            layers = slots(model)
+            for slot in layers:
+                activation_after(model, slot)  # refuse unsupported activations before any work
+        except ValueError as e:
+            # Structural limits of the model (residual blocks, grouped convs, non-monotone activations)
+            # make the target out of reach for this method: a CompressionError, not a crash.
+            raise CompressionError(f"coreset cannot prune {type(model).__name__} layer by layer: {e}") from None
         plan = self.plan(model, budget)
         for pos, slot in enumerate(layers):
             if self.draws == "fixed" and self.sampling != "topk" and pos > 0:

@@ -34,6 +34,9 @@ _FAMILIES: dict[str, Callable[[Widths], tuple[str, dict[str, Any]]]] = {
     "lenet300": lambda w: ("mlp", {"widths": w}),
     "lenet5": lambda w: ("lenet5", {"channels": w[:2], "hidden": w[2]}),
     "cnn": lambda w: ("cnn", {"channels": w}),
+    # Residual and VGG families scale as a whole: the widest stage (64·width) / first conv (64·width) sets it.
+    **{name: (lambda n: lambda w: (n, {"width": w[-1] / 64}))(name) for name in ("resnet20", "resnet32", "resnet56")},
+    "vgg16": lambda w: ("vgg16", {"width": w[0] / 64, "hidden": tuple(w[13:])}),
 }
 
 
@@ -211,7 +214,10 @@ def _moves(widths: Widths, count: Callable[[Widths], int], budget: float,
     current = count(widths)
     moves = []
     for i in range(len(widths)):
-        units = (budget - current) / (count(_bump(widths, i, 1)) - current)
+        unit = count(_bump(widths, i, 1)) - current
+        if unit == 0:  # a width the family does not use on its own (e.g. inside a uniformly scaled ResNet)
+            continue
+        units = (budget - current) / unit
         steps = {rounding(units)} if rounding else {math.floor(units), math.ceil(units)}
         moves += [(i, s) for s in steps if s]  # _bump keeps every width >= 1
     return moves
