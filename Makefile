@@ -13,15 +13,19 @@ SEEDS     ?= 1
 EPOCHS    ?= 10
 FINETUNE_EPOCHS ?= 2
 PARAMS    ?=
+TRIALS    ?=
+WORKERS   ?= 1
+STORAGE   ?=
+PAPER     ?= coreset
 UI_PORT   ?= 5000
 DASHBOARD_PORT ?= 8080
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data bench test ui dashboard clean
+.PHONY: help setup data bench test test-e2e ui dashboard figures reproduce clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: METHOD=$(METHOD) DATASET=$(DATASET) MODEL=$(MODEL) RATIOS=$(RATIOS) SEEDS=$(SEEDS) EPOCHS=$(EPOCHS) FINETUNE_EPOCHS=$(FINETUNE_EPOCHS) PARAMS='k=v ...'"
 
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies (CPU torch 2.13.0)
@@ -36,19 +40,36 @@ $(VENV)/.installed: pyproject.toml
 data: setup  ## fetch DATASET (offline-first: local copy, Debian package, then the public mirror)
 	$(BIN)/python -m bench fetch $(DATASET)
 
-bench: setup data  ## compress METHOD at RATIOS with SEEDS seeds, fine-tune, measure, track in MLflow
+bench: setup data  ## Optuna study of METHOD: grid over RATIOS, or TRIALS tpe trials; SEEDS seeds; WORKERS processes
 	$(BIN)/python -m bench bench --method $(METHOD) --dataset $(DATASET) --model $(MODEL) --ratios $(RATIOS) \
-		--seeds $(SEEDS) --epochs $(EPOCHS) --finetune-epochs $(FINETUNE_EPOCHS) $(foreach p,$(PARAMS),--param $(p))
+		--seeds $(SEEDS) --epochs $(EPOCHS) --finetune-epochs $(FINETUNE_EPOCHS) --workers $(WORKERS) \
+		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(foreach p,$(PARAMS),--param $(p))
 
 test: setup  ## run the test suite (fetches Fashion-MNIST for the data tests)
 	$(BIN)/python -m bench fetch fashion-mnist
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-e2e: setup  ## install Debian's chromium, then run the browser test of the MLflow UI and Optuna dashboard
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(BIN)/python -m pytest -q -m e2e -rs $(PYTEST_ARGS)
 
 ui: setup  ## MLflow UI on 127.0.0.1:UI_PORT over results/mlflow.db (lean: one worker, no job runner)
 	@mkdir -p $(RESULTS)
 	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)/#/experiments  (Ctrl-C stops it)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port $(UI_PORT) --workers 1 \
 		--backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --default-artifact-root $(abspath $(RESULTS))/artifacts
+
+dashboard: setup  ## optuna-dashboard on 127.0.0.1:DASHBOARD_PORT over results/optuna.db (or STORAGE)
+	@mkdir -p $(RESULTS)
+	@echo "Optuna dashboard: http://127.0.0.1:$(DASHBOARD_PORT)/  (Ctrl-C stops it)"
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT) $(or $(STORAGE),sqlite:///$(abspath $(RESULTS))/optuna.db)
+
+figures: setup  ## regenerate every figure and table under results/figures from the tracked runs
+	$(BIN)/python -m bench figures
+
+reproduce: setup  ## run the experiments behind PAPER's figure (coreset, magnitude, sap, surp, lma, multihash)
+	$(BIN)/python -m bench fetch fashion-mnist
+	$(BIN)/python -m bench reproduce $(PAPER)
 
 clean:  ## remove results/ (stores, caches, figures) and the virtual environment
 	rm -rf $(RESULTS)/mlflow.db $(RESULTS)/optuna.db $(RESULTS)/artifacts $(RESULTS)/baselines $(RESULTS)/figures $(VENV)

@@ -117,23 +117,33 @@ class Tracker:
         return runs[0] if runs else None
 
     def runs_frame(self, experiments: list[str] | None = None, filter_string: str = "") -> "pandas.DataFrame":
-        """Runs as a pandas DataFrame (``mlflow.search_runs``), from every experiment when none is named."""
-        import mlflow
+        """Runs as a DataFrame with ``mlflow.search_runs``' columns (run_id, status, metrics.*, params.*, tags.*).
+
+        Built from this tracker's client rather than ``mlflow.search_runs``, which reads the
+        process-wide tracking URI: setting and restoring that URI also rewrites $MLFLOW_TRACKING_URI,
+        which would silently point later trackers at ./mlflow.db.
+        """
+        import pandas as pd
 
         if experiments is None:
             ids = [e.experiment_id for e in self.client.search_experiments()]
         else:
             ids = [e.experiment_id for e in map(self.client.get_experiment_by_name, experiments) if e is not None]
-        if not ids:
-            import pandas
-
-            return pandas.DataFrame()
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.uri)  # search_runs reads the process-wide URI
-        try:
-            return mlflow.search_runs(experiment_ids=ids, filter_string=filter_string, max_results=100_000)
-        finally:
-            mlflow.set_tracking_uri(previous)
+        rows, token = [], None
+        while ids:
+            page = self.client.search_runs(ids, filter_string, max_results=1000, page_token=token)
+            for run in page:
+                row = {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "status": run.info.status,
+                       "artifact_uri": run.info.artifact_uri, "start_time": pd.to_datetime(run.info.start_time, unit="ms"),
+                       "end_time": pd.to_datetime(run.info.end_time, unit="ms") if run.info.end_time else pd.NaT}
+                row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+                row.update({f"params.{k}": v for k, v in run.data.params.items()})
+                row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+                rows.append(row)
+            token = page.token
+            if not token:
+                break
+        return pd.DataFrame(rows)
 
     @contextmanager
     def run(self, experiment: str, run_name: str, tags: dict[str, Any],
