@@ -109,6 +109,8 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
     params = [c for c in df.columns if c.startswith("params.method.") and c not in ("params.method.family", "params.method.structured")]
     out["method_params"] = [
         {c[len("params.method."):]: row[c] for c in params if isinstance(row[c], str)} for _, row in df.iterrows()]
+    for col in [c for c in df.columns if c.startswith("params.dataset.")]:
+        out[col[len("params."):]] = df[col]  # e.g. train_limit: a quick check is never mixed with a full run
     for col in ("params.finetune.epochs", "params.baseline.epochs"):
         out[col[len("params."):]] = df[col] if col in df else None
     tuned = out["study"].fillna("").str.contains("/tpe-")
