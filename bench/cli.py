@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Any, Sequence
 
@@ -205,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.set_num_threads(_int(args.threads, "--threads", 1))
         datasets.get(configs[0].dataset, **dict(configs[0].dataset_options))  # missing data fails here, before any run
+        _preflight()
         if sweep is not None:
             return _bench(sweep)
         from bench.pipeline import run_experiment
@@ -223,11 +225,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _preflight() -> None:
+    from bench import preflight
+    from bench.config import results_dir
+
+    preflight.check_results_dir(results_dir())
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        preflight.check_tracking(uri)
+
+
 def _late_errors() -> tuple[type[Exception], ...]:
     """Error types of modules imported only when a run starts (StorageError, NoRunsError, TrackingError)."""
     found: list[type[Exception]] = []
     for module, name in (("bench.studies", "StorageError"), ("bench.figures", "NoRunsError"),
-                         ("bench.tracking", "TrackingError")):
+                         ("bench.tracking", "TrackingError"), ("bench.preflight", "PreflightError")):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))
     return tuple(found)

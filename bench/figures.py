@@ -116,7 +116,9 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
     tuned = out["study"].fillna("").str.contains("/tpe-")
     out["variant"] = [variant_label(m, p, t) if k == "compressed" else m
                       for m, p, t, k in zip(out["method"], out["method_params"], tuned, out["kind"])]
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs["tracking_uri"] = tracker.uri  # paper figures read step metrics from the same store
+    return out
 
 
 # ---------------------------------------------------------------- aggregation

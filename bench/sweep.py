@@ -257,8 +257,8 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
     build_method(cfg.template)  # parameter errors before anything is written
     load_data(cfg.template)  # missing data too
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
+    storage = make_storage(cfg.storage, tracking_uri)  # a bad storage URL fails before anything is written
     tracker = Tracker(tracking_uri)
-    storage = make_storage(cfg.storage, tracking_uri)
     # Created once here, before any worker starts (workers racing on a fresh SQLite schema fail).
     study = optuna.create_study(study_name=cfg.study_name(), storage=storage, load_if_exists=True,
                                 directions=["maximize", "maximize"], sampler=_make_sampler(cfg, 0))

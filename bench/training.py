@@ -193,6 +193,27 @@ def make_trainer(max_epochs: int, progress: bool = False, accelerator: str = "au
     )
 
 
+def _fit_interruptibly(trainer, module, train, val) -> None:
+    """``trainer.fit`` that lets Ctrl-C stay a KeyboardInterrupt.
+
+    On Ctrl-C Lightning tears down, ignores SIGINT from then on and calls ``exit(1)``; callers would see a
+    plain SystemExit and a process deaf to the next Ctrl-C. Restore both, so the tracked run is marked
+    KILLED and the sweep stops cleanly.
+    """
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    except SystemExit as e:
+        if isinstance(e.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt("interrupted during training") from None
+        raise
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+
+
 def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teacher: nn.Module | None = None,
         kd_weight: float = 0.0, temperature: float = 1.0, progress: bool = False, accelerator: str = "auto") -> nn.Module:
     """Train ``model`` in place on the training split; returns it on the CPU with the best-val weights."""
@@ -208,7 +229,7 @@ def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teac
         train = data.augment(train, seed)  # the dataset's seeded training-time transform, if it has one
     train = StepGroups(train, module.log_every)
     val = TensorBatches(data.val_x, data.val_y, 1024)
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    _fit_interruptibly(trainer, module, train, val)
     model.cpu()
     if teacher is not None:
         teacher.cpu()

@@ -9,8 +9,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, results: Path, data: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, results: Path, data: Path | None = None, timeout: int = 120,
+            env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(env_extra or {})
     env["COMPRESSION_BENCH_RESULTS"] = str(results)
     if data is not None:
         env["COMPRESSION_BENCH_DATA"] = str(data)
@@ -59,6 +61,61 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
 
     assert re.search(message, lines[0]), lines[0]
     assert not (tmp_path / "results" / "mlflow.db").exists()
+
+
+ENVIRONMENT_CASES = [
+    (["bench", "--dataset", "digits", "--storage", "not-a-url"], {}, "storage 'not-a-url' is not a URL"),
+    (["bench", "--dataset", "digits", "--storage", "sqlite:////nonexistent/dir/optuna.db"], {},
+     "cannot reach storage 'sqlite:////nonexistent/dir/optuna.db'"),
+    (["bench", "--dataset", "digits", "--storage", "journal:/nonexistent/dir/journal.log"], {},
+     "journal storage directory /nonexistent/dir does not exist"),
+    (["run", "--dataset", "digits", "--ratio", "4"], {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+     "cannot reach the MLflow tracking server at http://127.0.0.1:9"),
+]
+
+
+@pytest.mark.parametrize("args,env,message", ENVIRONMENT_CASES, ids=[m[:40] for _, _, m in ENVIRONMENT_CASES])
+def test_bad_environment_is_one_clear_line_and_exit_2(args, env, message, tmp_path):
+    result = run_cli(*args, results=tmp_path / "results", timeout=90, env_extra=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "results" / "mlflow.db").exists()
+
+
+def test_unwritable_results_directory_is_bad_input(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("run", "--dataset", "digits", "--ratio", "4", results=blocker / "results")
+    assert result.returncode == 2 and "is not writable" in result.stderr and "COMPRESSION_BENCH_RESULTS" in result.stderr
+
+
+def test_altered_idx_file_fails_its_checksum_through_the_cli(tmp_path):
+    from datasets.fetch import FASHION_MNIST
+
+    if not FASHION_MNIST.cached():
+        pytest.skip("Fashion-MNIST is not fetched; `make test` fetches it")
+    data = tmp_path / "data"
+    (data / "fashion-mnist").mkdir(parents=True)
+    for f in FASHION_MNIST.cache.iterdir():
+        (data / "fashion-mnist" / f.name).write_bytes(f.read_bytes())
+    images = data / "fashion-mnist" / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])  # truncated
+    result = run_cli("run", "--ratio", "4", results=tmp_path / "results", data=data)
+    assert result.returncode == 2 and "checksum mismatch for" in result.stderr and "t10k-images-idx3-ubyte" in result.stderr
+    assert FASHION_MNIST.checksums["t10k-images-idx3-ubyte"] in result.stderr
+
+
+def test_corrupt_cached_baseline_is_detected_and_retrained(tmp_path):
+    args = ("run", "--dataset", "digits", "--model", "mlp", "--ratio", "4", "--epochs", "1", "--finetune-epochs", "0")
+    first = run_cli(*args, results=tmp_path / "results", timeout=300)
+    assert first.returncode == 0, first.stderr
+    (cached,) = (tmp_path / "results" / "baselines").glob("*.pt")
+    cached.write_bytes(b"garbage" * 10)
+    second = run_cli(*args, results=tmp_path / "results", timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "is corrupt" in second.stderr and "retraining" in second.stderr
+    assert cached.stat().st_size > 1000  # rewritten with real weights
 
 
 def test_missing_data_names_the_fetch_command(tmp_path):

@@ -1,0 +1,44 @@
+"""Checks run by the CLI before any work, so a bad environment fails in seconds with one clear line:
+the results directory is writable, and the MLflow tracking store answers (bounded wait, no hang)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+class PreflightError(RuntimeError):
+    """The environment cannot hold results; the message names what and how to fix it."""
+
+
+def check_results_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise PreflightError(f"results directory {path} is not writable ({e.strerror}); make it writable or set "
+                             f"COMPRESSION_BENCH_RESULTS to a writable folder") from None
+
+
+def bound_http_retries() -> None:
+    """MLflow's client retries an unreachable server for minutes by default; keep it to seconds unless the
+    user chose otherwise."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
+def check_tracking(uri: str) -> None:
+    """One cheap request to the tracking store; an unreachable server becomes a PreflightError."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    bound_http_retries()
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:  # requests/MLflow raise several types for a dead server
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise PreflightError(f"cannot reach the MLflow tracking server at {uri} ({reason}); start it "
+                             f"(`make ui`) or unset MLFLOW_TRACKING_URI to use the local SQLite store") from None

@@ -1,0 +1,88 @@
+"""Really kill a sweep mid-trial (SIGKILL, and Ctrl-C), re-run the same command, and check nothing was
+lost, duplicated or left RUNNING."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from bench.tracking import Tracker
+
+REPO = Path(__file__).resolve().parents[1]
+COMMAND = [sys.executable, "-m", "bench", "bench", "--dataset", "digits", "--model", "mlp", "--ratios", "2,4,8",
+           "--epochs", "2", "--finetune-epochs", "25", "--quiet"]
+
+
+def _env(results: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["COMPRESSION_BENCH_RESULTS"] = str(results)
+    return env
+
+
+def _trials(results: Path) -> list:
+    storage = f"sqlite:///{results / 'optuna.db'}"
+    try:
+        (summary,) = optuna.get_all_study_summaries(storage)
+    except (ValueError, Exception):
+        return []
+    return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+
+
+def _start_and_interrupt(results: Path, sig: int) -> tuple[subprocess.Popen, str]:
+    """Start the sweep and send ``sig`` once one trial is complete and another is fine-tuning inside its run."""
+    proc = subprocess.Popen(COMMAND, cwd=REPO, env=_env(results), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            trials = _trials(results)
+        except Exception:
+            trials = []
+        running = [t for t in trials if t.state.name == "RUNNING" and t.user_attrs.get("mlflow_run_ids")]
+        if any(t.state.name == "COMPLETE" for t in trials) and running:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=120)
+            return proc, running[0].user_attrs["mlflow_run_ids"][0]
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"never caught a trial in its run: {proc.communicate()[1].decode()[-2000:]}")
+
+
+def _check_resumed(results: Path, killed_run: str, killed_status: str) -> None:
+    again = subprocess.run(COMMAND, cwd=REPO, env=_env(results), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    trials = _trials(results)
+    complete = sorted(t.params["ratio"] for t in trials if t.state.name == "COMPLETE")
+    assert complete == [2.0, 4.0, 8.0]  # every point once: nothing lost, nothing duplicated
+    assert [t.state.name for t in trials].count("FAIL") == 1
+    assert len({t.number for t in trials}) == len(trials)
+    tracker = Tracker(f"sqlite:///{results / 'mlflow.db'}")
+    runs = tracker.runs_frame()
+    assert "RUNNING" not in set(runs["status"])
+    assert tracker.client.get_run(killed_run).info.status == killed_status
+    finished = runs[(runs["status"] == "FINISHED") & (runs["tags.kind"] == "compressed")]
+    assert sorted(finished["params.requested_ratio"].astype(float)) == [2.0, 4.0, 8.0]
+    for cached in (results / "baselines").glob("*.pt"):
+        torch.load(cached, weights_only=True)  # the cache was never left half-written
+    assert not list((results / "baselines").glob("*.partial"))
+
+
+def test_sigkill_mid_trial_then_rerun_completes_the_study(tmp_path):
+    proc, run_id = _start_and_interrupt(tmp_path, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    _check_resumed(tmp_path, run_id, "KILLED")
+
+
+def test_ctrl_c_mid_trial_marks_the_run_killed_and_rerun_completes(tmp_path):
+    proc, run_id = _start_and_interrupt(tmp_path, signal.SIGINT)
+    assert proc.returncode == 130, proc.stderr.read().decode()[-2000:]
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert tracker.client.get_run(run_id).info.status == "KILLED"
+    failed = [t for t in _trials(tmp_path) if t.state.name == "FAIL"]
+    assert len(failed) == 1
+    _check_resumed(tmp_path, run_id, "KILLED")

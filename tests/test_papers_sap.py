@@ -1,0 +1,168 @@
+"""The SAP / ℓq paper figure against a small real store (synthetic data, tiny budgets)."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.cli import build_parser, sweep_from_args
+from bench.config import ExperimentConfig
+from bench.figures import tidy_runs
+from bench.models import create_model
+from bench.papers import experiments, list_papers
+from bench.papers import sap
+from bench.pipeline import run_experiment
+from bench.recipes import TrainRecipe
+from bench.tracking import Tracker
+from methods.common.pruning import keep_count, prunable_tensors
+
+WIDTHS = (32, 16)
+
+
+def _config(method: str, ratio: float, seed: int, **params) -> ExperimentConfig:
+    return ExperimentConfig.create(
+        dataset="synthetic", model="mlp", model_options={"widths": WIDTHS}, method=method, ratio=ratio, seed=seed,
+        method_params=params, baseline=TrainRecipe(epochs=2, batch_size=64),
+        finetune=TrainRecipe(epochs=1, batch_size=64), latency_repeats=2)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sap_store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COMPRESSION_BENCH_RESULTS", str(tmp))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        tracker = Tracker()
+        for seed in (0, 1):
+            for ratio in (2, 6):
+                run_experiment(_config("sap", ratio, seed, rounds=3), tracker)
+            run_experiment(_config("magnitude", 6, seed), tracker)
+            run_experiment(_config("sap", 6, seed, rounds=3, p=1.0, q=2.0), tracker)
+            run_experiment(_config("lq", 6, seed, rounds=2), tracker)
+            run_experiment(_config("magnitude", 6, seed, schedule="iterative", rounds=3), tracker)
+        runs = tidy_runs(tracker)
+        yield tracker, runs, sap.figure(runs, tmp / "figures"), tmp / "figures" / "synthetic__mlp"
+
+
+def test_figure_and_tables_are_written(store):
+    _, _, written, folder = store
+    names = {p.name for p in written}
+    for stem in ("sap_figure", ):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= names
+    for stem in ("sap_accuracy", "sap_rounds", "sap_published"):
+        assert {f"{stem}.csv", f"{stem}.md"} <= names
+    assert all(p.exists() and p.stat().st_size > 0 for p in written)
+    assert "2 seeds" in (folder / "sap_accuracy.md").read_text()
+
+
+def test_accuracy_table_is_the_mean_and_std_over_seeds(store):
+    _, runs, _, folder = store
+    table = pd.read_csv(folder / "sap_accuracy.csv")
+    comp = runs[runs["kind"] == "compressed"]
+    pq = comp["method_params"].map(lambda p: (p.get("p"), p.get("q"), p.get("schedule")))
+    groups = {
+        "SAP (p=0.5, q=1) [rounds=3]": comp[(comp["method"] == "sap") & (pq.map(lambda t: t[:2]) == ("0.5", "1.0"))],
+        "SAP (p=1, q=2) [rounds=3]": comp[(comp["method"] == "sap") & (pq.map(lambda t: t[:2]) == ("1.0", "2.0"))],
+        "seed ℓq rule [rounds=2]": comp[comp["method"] == "lq"],
+        "magnitude, one-shot": comp[(comp["method"] == "magnitude") & (pq.map(lambda t: t[2]) == "one-shot")],
+        "magnitude, iterative (≈20 %/round)": comp[(comp["method"] == "magnitude") & (pq.map(lambda t: t[2]) == "iterative")],
+    }
+    assert set(table["series"]) == set(groups)
+    for series, runs_of in groups.items():
+        for ratio, g in runs_of.groupby("requested_ratio"):
+            row = table[(table["series"] == series) & np.isclose(table["requested_ratio"], ratio)]
+            assert len(row) == 1 and int(row["n"].iloc[0]) == len(g) == 2
+            assert row["acc_mean"].iloc[0] == pytest.approx(g["acc_top1"].mean())
+            assert row["acc_std"].iloc[0] == pytest.approx(g["acc_top1"].std())
+            assert row["remaining_pct"].iloc[0] == pytest.approx((100 / g["compression_ratio"]).mean())
+            assert row["pq_index_mean"].iloc[0] == pytest.approx(g["pq_index"].mean())
+
+
+def test_rounds_table_matches_the_step_metrics_of_the_longest_runs(store):
+    tracker, runs, _, folder = store
+    table = pd.read_csv(folder / "sap_rounds.csv")
+    comp = runs[(runs["kind"] == "compressed") & (runs["method"] == "sap")]
+    comp = comp[comp["method_params"].map(lambda p: p["p"] == "0.5")]
+    longest = comp[comp["requested_ratio"] == comp["requested_ratio"].max()]  # one 6x run per seed
+    assert len(longest) == 2
+    per_step: dict[int, list[float]] = {}
+    ratio_step: dict[int, list[float]] = {}
+    for run_id in longest["run_id"]:
+        for m in tracker.client.get_metric_history(run_id, "round_pq_index"):
+            per_step.setdefault(m.step, []).append(m.value)
+        for m in tracker.client.get_metric_history(run_id, "round_ratio"):
+            ratio_step.setdefault(m.step, []).append(100 / m.value)
+    rows = table[table["series"] == "SAP (p=0.5, q=1) [rounds=3]"].set_index("round")
+    assert sorted(rows.index) == sorted(per_step) and 0 in per_step
+    for step, values in per_step.items():
+        assert rows.loc[step, "pq_index_mean"] == pytest.approx(np.mean(values))
+        assert rows.loc[step, "pq_index_std"] == pytest.approx(np.std(values, ddof=1))
+        assert rows.loc[step, "remaining_pct_mean"] == pytest.approx(np.mean(ratio_step[step]))
+    # step 0 is the dense input: nothing removed yet
+    assert rows.loc[0, "remaining_pct_mean"] == pytest.approx(100.0)
+    # the final round's accuracy is the run's own final validation accuracy (the pipeline's fine-tune)
+    last = max(per_step)
+    assert rows.loc[last, "val_acc_mean"] == pytest.approx(longest["val_acc_top1"].mean())
+
+
+def test_forced_trims_are_counted_from_the_step_metrics(store):
+    tracker, runs, _, folder = store
+    table = pd.read_csv(folder / "sap_accuracy.csv")
+    comp = runs[(runs["kind"] == "compressed") & runs["method"].isin(["sap", "lq"])]
+    forced = {r for r in comp["run_id"] if any(m.value > 0 for m in tracker.client.get_metric_history(r, "round_forced"))}
+    assert table["forced_runs"].sum() == len(forced)
+    assert table.loc[table["series"].str.startswith("magnitude"), "forced_runs"].sum() == 0
+
+
+def test_published_numbers_are_the_specs(store):
+    _, _, _, folder = store
+    table = pd.read_csv(folder / "sap_published.csv")
+    assert list(table["published acc (%)"]) == [77.5, 25.0, 82.0, 58.0]
+    assert set(table["published setting"]) == {sap.PUBLISHED_SETTING}
+    ours = pd.read_csv(folder / "sap_accuracy.csv")
+    one_shot = ours[ours["series"] == "magnitude, one-shot"]
+    best = one_shot.loc[one_shot["requested_ratio"].idxmax()]
+    row = table[table["our series"] == "magnitude, one-shot"].iloc[0]
+    assert row["our val acc (%)"] == pytest.approx(100 * best["val_acc_mean"])
+    assert row["our test acc (%)"] == pytest.approx(100 * best["acc_mean"])
+
+
+def test_no_adaptive_runs_means_no_figure(store, tmp_path):
+    _, runs, _, _ = store
+    assert sap.figure(runs[~runs["method"].isin(["sap", "lq"])], tmp_path) == []
+    assert sap.figure(runs.iloc[0:0], tmp_path) == []
+
+
+def test_trend_pattern():
+    assert sap.trend_pattern([0.3, 0.2, 0.25, 0.27, 0.1]) == "↓↑↓"
+    assert sap.trend_pattern([0.3, 0.2, 0.1]) == "↓"
+    assert sap.trend_pattern([0.1, 0.1005, 0.1]) == "flat"
+    assert sap.trend_pattern([0.1, float("nan"), 0.3]) == "flat"
+
+
+@pytest.mark.parametrize("ratio", [2, 4, 8, 16, 32])
+def test_lt_rounds_remove_about_20_percent_per_round(ratio):
+    net = create_model("mlp", (1, 28, 28), 10)
+    tensors = prunable_tensors(net)
+    total = sum(getattr(m, n).numel() for m, n in tensors)
+    final = keep_count(net, ratio, tensors)
+    k = sap.lt_rounds("mlp", ratio)
+    assert round(total * 0.8 ** (k - 1)) > final >= round(total * 0.8 ** k)
+    per_round = 1 - (final / total) ** (1 / k)  # magnitude's geometric schedule with k rounds
+    assert 0.1 < per_round <= 0.2 + 1e-9
+    assert k == math.ceil(math.log(final / total) / math.log(0.8) - 1e-9)
+
+
+def test_experiments_parse_and_validate():
+    assert "sap" in list_papers() and experiments("sap") == sap.EXPERIMENTS
+    parser = build_parser()
+    methods_seen = set()
+    for argv in sap.EXPERIMENTS:
+        args = parser.parse_args(argv)
+        sweep = sweep_from_args(args)
+        assert sweep.seeds == 3 and args.dataset == "fashion-mnist" and args.model == "mlp"
+        assert sweep.template.finetune.epochs == sap.FINETUNE_EPOCHS and args.threads == "1"
+        methods_seen.add((args.method, tuple(sorted(args.param))))
+    assert ("sap", ("p=1", "q=2")) in methods_seen and ("sap", ()) in methods_seen and ("lq", ()) in methods_seen
+    iterative = [a for a in sap.EXPERIMENTS if "schedule=iterative" in a]
+    assert [float(a[a.index("--ratios") + 1]) for a in iterative] == list(sap.RATIOS)
