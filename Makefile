@@ -22,7 +22,7 @@ DASHBOARD_PORT ?= 8080
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data bench test test-e2e ui dashboard figures reproduce clean
+.PHONY: help setup data bench test test-e2e ui dashboard figures reproduce benchmark clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ figures: setup  ## regenerate every figure and table under results/figures from 
 reproduce: setup  ## run the experiments behind PAPER's figure (coreset, magnitude, sap, surp, lma, multihash)
 	$(BIN)/python -m bench fetch fashion-mnist
 	$(BIN)/python -m bench reproduce $(PAPER)
+
+benchmark: setup data  ## the suite's own speed: harness overhead, compress cost, deployed speed, memory (QUICK=1: short)
+	$(BIN)/python -m bench.benchmark $(if $(QUICK),--quick) --out $(RESULTS)/benchmark
 
 clean:  ## remove results/ (stores, caches, figures) and the virtual environment
 	rm -rf $(RESULTS)/mlflow.db $(RESULTS)/optuna.db $(RESULTS)/artifacts $(RESULTS)/baselines $(RESULTS)/figures $(VENV)

@@ -225,8 +225,7 @@ def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teac
     callbacks = [_best_validation_callback()] if recipe.select_on_val else []
     trainer = make_trainer(recipe.epochs, progress, accelerator, callbacks)
     train = TensorBatches(data.train_x, data.train_y, recipe.batch_size, shuffle=True, seed=seed)
-    if hasattr(data, "augment"):
-        train = data.augment(train, seed)  # the dataset's seeded training-time transform, if it has one
+    train = data.augment(train, seed)  # the dataset's seeded training-only transform (CIFAR crop + flip), if any
     train = StepGroups(train, module.log_every)
     val = TensorBatches(data.val_x, data.val_y, 1024)
     _fit_interruptibly(trainer, module, train, val)
