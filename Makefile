@@ -22,7 +22,7 @@ DASHBOARD_PORT ?= 8080
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data bench test test-e2e ui dashboard figures reproduce benchmark clean
+.PHONY: help setup data bench test test-e2e ui dashboard figures reproduce benchmark test-scale clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ ui: setup  ## MLflow UI on 127.0.0.1:UI_PORT over results/mlflow.db (lean: one w
 	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)/#/experiments  (Ctrl-C stops it)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port $(UI_PORT) --workers 1 \
 		--backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --default-artifact-root $(abspath $(RESULTS))/artifacts
+
+test-scale: setup  ## install Debian's postgresql if missing, then run the multi-machine tests (PostgreSQL + MLflow server)
+	bash .ci/test-scale $(PYTEST_ARGS)
 
 dashboard: setup  ## optuna-dashboard on 127.0.0.1:DASHBOARD_PORT over results/optuna.db (or STORAGE)
 	@mkdir -p $(RESULTS)

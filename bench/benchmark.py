@@ -427,7 +427,7 @@ def mlflow_server_rss(workdir: Path) -> tuple[int, list[int]]:
     argv = [str(Path(sys.executable).with_name("mlflow")), "server", "--workers", "1", "--host", "127.0.0.1",
             "--port", str(port), "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
             "--default-artifact-root", str(workdir / "artifacts")]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -449,19 +449,15 @@ def mlflow_server_rss(workdir: Path) -> tuple[int, list[int]]:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server, then any of its own descendants still alive, each by PID."""
-    kids = _children(proc.pid)
-    proc.send_signal(signal.SIGTERM)
+    """Stop the server and its workers by process group (never by remembered PIDs, which may be reused)."""
     try:
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    for pid in kids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    except ProcessLookupError:
+        proc.wait()
 
 
 def memory(settings: Settings, rows: list[Row], notes: list[str]) -> None:

@@ -55,6 +55,24 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+def _with_postgres_driver(url: str) -> str:
+    """Name the installed PostgreSQL driver in a bare ``postgresql://`` (or Heroku-style ``postgres://``) URL.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, while the dev extra installs psycopg2
+    (``psycopg2-binary``); a URL that names its driver (``postgresql+psycopg://``) is left alone.
+    """
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    for module, driver in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"{driver}{sep}{rest}"
+    raise StorageError(f"storage {url!r} needs a PostgreSQL driver: pip install psycopg2-binary "
+                       "(it is in the dev extra: pip install -e '.[dev]')")
+
+
 def make_storage(url: str | None, tracking_uri: str) -> Any:
     """An Optuna storage for ``url`` (None: the default SQLite file); raises StorageError clearly."""
     import optuna
@@ -72,6 +90,7 @@ def make_storage(url: str | None, tracking_uri: str) -> Any:
     if "://" not in url:
         raise StorageError(f"storage {url!r} is not a URL; use e.g. sqlite:///results/optuna.db, "
                            "postgresql://user:pass@host/db, or journal:/path/to/file.log")
+    url = _with_postgres_driver(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several local workers share one file: wait for the write lock instead of failing at once.
@@ -84,5 +103,7 @@ def make_storage(url: str | None, tracking_uri: str) -> Any:
             heartbeat_stale_trial_callback=CloseKilledRuns(tracking_uri))
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as e:
         raise StorageError(f"storage URL {url!r} is malformed ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    except ImportError as e:  # a URL naming a driver that is not installed (mysql://, postgresql+pg8000://)
+        raise StorageError(f"storage {url!r}: {e}; install the database driver it names") from None
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"cannot reach storage {url!r}: {str(e.orig).strip().splitlines()[0]}") from None

@@ -146,6 +146,29 @@ def _state_counts(study: Any) -> dict[str, int]:
     return Counter(t.state.name for t in study.get_trials(deepcopy=False))
 
 
+class GridExhausted(Exception):
+    """A grid worker found no enqueued point left: another worker claimed the last one."""
+
+
+def _enqueued_trials_only(study: Any) -> None:
+    """Make ``study.ask()`` stop instead of creating a fresh trial when no WAITING trial is left.
+
+    A grid worker checks for WAITING trials, then ``optimize`` pops one; when another worker pops the
+    last one in between, Optuna creates a new trial and the sampler fills it with a random grid ratio:
+    a duplicate point. Popping a WAITING trial is atomic in every storage; creating is what must not
+    happen. (``enqueue_trial`` passes a template trial and is unaffected.)
+    """
+    storage = study._storage
+    create = storage.create_new_trial
+
+    def create_new_trial(study_id: int, template_trial: Any = None) -> int:
+        if template_trial is None:
+            raise GridExhausted
+        return create(study_id, template_trial)
+
+    storage.create_new_trial = create_new_trial
+
+
 def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int = 0,
                 threads: int | None = None) -> None:
     """Run trials until the study has enough (grid: no enqueued point left; tpe: complete+running >= target)."""
@@ -157,6 +180,8 @@ def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker:
     storage = make_storage(cfg.storage, tracking_uri)
     study = optuna.load_study(study_name=cfg.study_name(), storage=storage, sampler=_make_sampler(cfg, worker))
     objective = Objective(cfg, tracking_uri, parent_run_id)
+    if cfg.mode == "grid":
+        _enqueued_trials_only(study)
     while True:
         optuna.storages.fail_stale_trials(study)
         counts = _state_counts(study)
@@ -164,8 +189,11 @@ def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker:
             return
         if cfg.mode == "tpe" and counts.get("COMPLETE", 0) + counts.get("RUNNING", 0) >= cfg.target:
             return
-        study.optimize(objective, n_trials=1, catch=(Exception,),
-                       callbacks=[lambda s, trial: _report_trial(cfg, s, trial, worker)])
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,),
+                           callbacks=[lambda s, trial: _report_trial(cfg, s, trial, worker)])
+        except GridExhausted:
+            return
 
 
 def _report_trial(cfg: SweepConfig, study: Any, trial: Any, worker: int) -> None:
