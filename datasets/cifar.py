@@ -18,7 +18,6 @@ crop, random horizontal flip), done on tensors per batch; val and test are never
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import shutil
@@ -33,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets.core import DataError, DataSplits, carve, data_dir, fetch_command, register_dataset
+from datasets.idx import file_digest
 
 IMAGE_SHAPE = (3, 32, 32)
 
@@ -118,11 +118,8 @@ class CifarSource:
 
 
 def md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The archive's MD5, the checksum published with CIFAR (and used by torchvision)."""
+    return file_digest(path, "md5")
 
 
 def install_archive(source: CifarSource, archive: Path, expected_md5: str | None) -> Path:

@@ -5,23 +5,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import build_parser, sweep_from_args
 from bench.config import ExperimentConfig
+from bench.papers import common
 from bench.papers import coreset as C
-from bench.papers import experiments, list_papers
-from bench.recipes import TrainRecipe
+from papers_support import (assert_files_written, error_reference, parsed_experiments, run_labelled_grid, scratch_store,
+                            tiny_config)
 
-BUDGET = C.Budget(1, 1)
+BUDGET = common.Budget(1, 1)
 RATIOS = (2.0, 10.0)
 SEEDS = (0, 1)
 LABELS = ("coreset (paper)", "top-k (percentile)", "scratch, same widths (1 ep.)", "global magnitude (unstructured)")
 
 
-def _config(variant: C.Variant, ratio: float, seed: int) -> ExperimentConfig:
-    return ExperimentConfig.create(
-        dataset="digits", model="lenet300", method=variant.method, ratio=ratio, seed=seed,
-        method_params=dict(variant.overrides), baseline=TrainRecipe(epochs=BUDGET.epochs, batch_size=64),
-        finetune=TrainRecipe(epochs=BUDGET.finetune_epochs, batch_size=64), latency_repeats=2, accelerator="cpu")
+def _config(label: str, ratio: float, seed: int) -> ExperimentConfig:
+    variant = {v.label: v for v in C.variants(BUDGET)}[label]
+    return tiny_config("digits", "lenet300", variant.method, ratio, seed, dict(variant.overrides),
+                       epochs=BUDGET.epochs, finetune_epochs=BUDGET.finetune_epochs, accelerator="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -29,49 +28,27 @@ def store(tmp_path_factory):
     """(tidy runs, {run_id: label}, output folder): each run's label known from how it was made."""
     from bench.figures import tidy_runs
     from bench.pipeline import run_experiment
-    from bench.tracking import Tracker
 
     root = tmp_path_factory.mktemp("coreset_paper")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COMPRESSION_BENCH_RESULTS", str(root))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        tracker = Tracker()
-        by_label = {v.label: v for v in C.variants(BUDGET)}
-        made = {}
-        for label in LABELS:
-            for ratio in RATIOS:
-                for seed in SEEDS:
-                    made[run_experiment(_config(by_label[label], ratio, seed), tracker).run_id] = label
+    with scratch_store(root) as tracker:
+        made = run_labelled_grid(tracker, LABELS, RATIOS, SEEDS, _config)
         # A repeated experiment must count once (the newest run), not as an extra seed.
-        repeat = run_experiment(_config(by_label[LABELS[0]], RATIOS[0], 0), tracker)
+        repeat = run_experiment(_config(LABELS[0], RATIOS[0], 0), tracker)
         made[repeat.run_id] = LABELS[0]
         runs = tidy_runs(tracker)
     return runs, made, repeat.run_id, root / "figures"
 
 
-def _reference(runs: pd.DataFrame, made: dict[str, str], stale: set[str]) -> pd.DataFrame:
-    """Mean / std of the test error per (label, ratio), straight from the runs we made."""
-    comp = runs[runs["run_id"].isin(set(made) - stale)].copy()
-    comp["label"] = comp["run_id"].map(made)
-    comp["after"] = 100 * (1 - comp["acc_top1"])
-    comp["before"] = 100 * (1 - comp["acc_top1_before_finetune"])
-    return comp.groupby(["label", "requested_ratio"]).agg(
-        after_mean=("after", "mean"), after_std=("after", "std"), before_mean=("before", "mean"),
-        before_std=("before", "std"), n=("seed", "size")).reset_index()
-
-
 def test_figure_and_tables_match_the_runs(store):
     runs, made, newest, out = store
     written = C.figure(runs, out, budgets={"digits": BUDGET}, ratios=RATIOS)
-    names = {p.name for p in written}
-    assert {"coreset.png", "coreset.pdf", "coreset_points.csv", "coreset_points.md", "coreset_table2.csv",
-            "coreset_table2.md"} <= names
-    assert all(p.is_file() and p.stat().st_size > 0 for p in written)
+    assert_files_written(written, {"coreset.png", "coreset.pdf", "coreset_points.csv", "coreset_points.md",
+                                   "coreset_table2.csv", "coreset_table2.md"})
 
     # The first coreset run at (2x, seed 0) was repeated: only the newest counts.
     first = next(rid for rid, label in made.items() if label == LABELS[0])
     points = pd.read_csv(out / "coreset_points.csv")
-    ref = _reference(runs, made, {first})
+    ref = error_reference(runs, made, exclude={first})
     assert len(points) == len(LABELS) * len(RATIOS) == len(ref)
     merged = points.merge(ref, left_on=["label", "requested"], right_on=["label", "requested_ratio"])
     assert len(merged) == len(ref)
@@ -107,7 +84,7 @@ def test_table2_puts_ours_beside_the_published_row(store):
 
 def test_selection_labels_each_run_once(store):
     runs, made, newest, _ = store
-    comp, dense = C.select_runs(runs, "digits", "lenet300", BUDGET, C.variants(BUDGET))
+    comp, dense = common.select_runs(runs, "digits", "lenet300", BUDGET, C.variants(BUDGET))
     first = next(rid for rid, label in made.items() if label == LABELS[0])
     assert len(comp) == len(LABELS) * len(RATIOS) * len(SEEDS)
     assert newest in set(comp["run_id"]) and first not in set(comp["run_id"])  # the newest of a repeat
@@ -119,12 +96,12 @@ def test_no_runs_for_the_figure_gives_nothing(store, tmp_path):
     runs, _, _, _ = store
     assert C.figure(runs.iloc[0:0], tmp_path) == []
     assert C.figure(runs, tmp_path) == []  # the default budgets/datasets: none of these runs
-    assert C.figure(runs, tmp_path, budgets={"digits": C.Budget(7, 1)}) == []  # another baseline budget
+    assert C.figure(runs, tmp_path, budgets={"digits": common.Budget(7, 1)}) == []  # another baseline budget
     assert list(tmp_path.iterdir()) == []
 
 
 def test_variants_tell_schedules_and_samplers_apart():
-    by_label = {v.label: v for v in C.variants(C.Budget(20, 10))}
+    by_label = {v.label: v for v in C.variants(common.Budget(20, 10))}
     paper = by_label["coreset (paper)"]
     params = paper.expected()
     assert paper.matches("coreset", params)
@@ -137,12 +114,8 @@ def test_variants_tell_schedules_and_samplers_apart():
 
 
 def test_experiments_parse_and_cover_the_issue():
-    assert "coreset" in list_papers() and experiments("coreset") == C.EXPERIMENTS
-    parser = build_parser()
     seen = set()
-    for argv in C.EXPERIMENTS:
-        args = parser.parse_args(argv)
-        sweep = sweep_from_args(args)
+    for args, sweep in parsed_experiments("coreset", C.EXPERIMENTS):
         t = sweep.template
         assert (t.model, args.ratios, sweep.seeds) == ("lenet300", "2,4,10,20", 3)
         assert (t.baseline.epochs, t.finetune.epochs) == tuple(vars(C.BUDGETS[t.dataset]).values())

@@ -4,14 +4,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.cli import build_parser, sweep_from_args
 from bench.config import ExperimentConfig
 from bench.figures import tidy_runs
-from bench.papers import experiments, list_papers
 from bench.papers import lma as paper
 from bench.pipeline import run_experiment
-from bench.recipes import TrainRecipe
 from bench.tracking import Tracker
+from papers_support import (assert_files_written, compressed_raw, parsed_experiments, run_grid, scratch_store,
+                            tiny_config)
 
 RATIOS, SEEDS = (2.0, 4.0), (0, 1)
 ACTIVATION = {"ReLU student + KD": ("relu", 0.7), "LMA-8 student + KD": ("lma", 0.7),
@@ -19,23 +18,14 @@ ACTIVATION = {"ReLU student + KD": ("relu", 0.7), "LMA-8 student + KD": ("lma", 
 
 
 def _config(ratio: float, seed: int, **params) -> ExperimentConfig:
-    return ExperimentConfig.create(
-        dataset="synthetic", model="lenet300", method="lma", ratio=ratio, seed=seed,
-        method_params={"epochs": 1, **params}, latency_repeats=2,
-        baseline=TrainRecipe(epochs=1, batch_size=64), finetune=TrainRecipe(epochs=1, batch_size=64))
+    return tiny_config("synthetic", "lenet300", "lma", ratio, seed, {"epochs": 1, **params})
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lma_store")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COMPRESSION_BENCH_RESULTS", str(tmp))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        tracker = Tracker()
-        for label, overrides in paper.VARIANTS.items():
-            for ratio in RATIOS:
-                for seed in SEEDS:
-                    run_experiment(_config(ratio, seed, **overrides), tracker)
+    with scratch_store(tmp_path_factory.mktemp("lma_store")) as tracker:
+        for overrides in paper.VARIANTS.values():
+            run_grid(tracker, lambda ratio, seed: _config(ratio, seed, **overrides), RATIOS, SEEDS)
         # Decoys the figure must leave out: another segment count, and a different student budget.
         run_experiment(_config(2.0, 0, segments=4), tracker)
         run_experiment(_config(2.0, 0, epochs=2), tracker)
@@ -50,23 +40,18 @@ def drawn(store, tmp_path_factory):
 
 def _raw(store: Tracker) -> pd.DataFrame:
     """The student runs straight from MLflow, labelled from their raw parameters (not via the module)."""
-    raw = store.runs_frame()
-    raw = raw[(raw["tags.kind"] == "compressed") & (raw["params.method.segments"] == "8")
-              & (raw["params.method.epochs"] == "1")].copy()
+    raw = compressed_raw(store)
+    raw = raw[(raw["params.method.segments"] == "8") & (raw["params.method.epochs"] == "1")].copy()
     raw["label"] = [next((k for k, (a, kd) in ACTIVATION.items() if a == act and float(w) == kd), None)
                     for act, w in zip(raw["params.method.student_activation"], raw["params.method.kd_weight"])]
-    raw["ratio"] = raw["params.requested_ratio"].astype(float)
     return raw
 
 
 def test_figure_and_tables_are_written(drawn):
     written, out = drawn
-    names = {p.name for p in written}
     stem = "lma_synthetic__lenet300"
-    for suffix in (".png", ".pdf", "_students.csv", "_students.md", "_gain.csv", "_gain.md"):
-        assert f"{stem}{suffix}" in names
-    assert "lma_published.csv" in names
-    assert all(p.exists() and p.stat().st_size > 0 for p in written)
+    suffixes = (".png", ".pdf", "_students.csv", "_students.md", "_gain.csv", "_gain.md")
+    assert_files_written(written, [f"{stem}{suffix}" for suffix in suffixes] + ["lma_published.csv"])
     assert "seeds [0, 1] (2)" in (out / f"{stem}_students.md").read_text()
 
 
@@ -104,11 +89,9 @@ def test_empty_store_draws_nothing(tmp_path):
 
 
 def test_experiments_parse_and_validate():
-    assert "lma" in list_papers()
-    argvs = experiments("lma")
-    assert len(argvs) == len(paper.VARIANTS)
-    for argv in argvs:
-        sweep = sweep_from_args(build_parser().parse_args(argv))
+    parsed = parsed_experiments("lma", paper.EXPERIMENTS)
+    assert len(parsed) == len(paper.VARIANTS)
+    for argv, (_, sweep) in zip(paper.EXPERIMENTS, parsed):
         assert sweep.seeds >= 3 and len(sweep.ratios) >= 3
         assert (sweep.template.dataset, sweep.template.model, sweep.template.method) == ("fashion-mnist", "lenet300", "lma")
         params = dict(sweep.template.method_params)

@@ -5,36 +5,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import build_parser, sweep_from_args
 from bench.config import ExperimentConfig
 from bench.figures import tidy_runs
-from bench.papers import experiments, list_papers
 from bench.papers import multihash as paper
 from bench.pipeline import run_experiment
-from bench.recipes import TrainRecipe
 from bench.tracking import Tracker
+from papers_support import (assert_files_written, compressed_raw, parsed_experiments, run_grid, scratch_store,
+                            tiny_config)
 
 RATIOS, SEEDS = (2.0, 8.0), (0, 1)
 
 
 def _config(method: str, ratio: float, seed: int, **params) -> ExperimentConfig:
-    return ExperimentConfig.create(
-        dataset="synthetic", model="lenet300", method=method, ratio=ratio, seed=seed, method_params=params,
-        latency_repeats=2, baseline=TrainRecipe(epochs=1, batch_size=64), finetune=TrainRecipe(epochs=1, batch_size=64))
+    return tiny_config("synthetic", "lenet300", method, ratio, seed, params)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("multihash_store")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COMPRESSION_BENCH_RESULTS", str(tmp))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        tracker = Tracker()
+    with scratch_store(tmp_path_factory.mktemp("multihash_store")) as tracker:
         for method, overrides, budget in paper.VARIANTS.values():
             params = {**overrides, **({"epochs": 1} if "epochs" in budget else {})}
-            for ratio in RATIOS:
-                for seed in SEEDS:
-                    run_experiment(_config(method, ratio, seed, **params), tracker)
+            run_grid(tracker, lambda ratio, seed: _config(method, ratio, seed, **params), RATIOS, SEEDS)
         # Decoys the figure must leave out: layer-wise magnitude, and an LMA student (not the plain control).
         run_experiment(_config("magnitude", 2.0, 0, scope="layer"), tracker)
         run_experiment(_config("lma", 2.0, 0, epochs=1), tracker)
@@ -49,26 +40,21 @@ def drawn(store, tmp_path_factory):
 
 def _raw(store: Tracker) -> pd.DataFrame:
     """The compressed runs straight from MLflow, labelled from their raw parameters (not via the module)."""
-    raw = store.runs_frame()
-    raw = raw[raw["tags.kind"] == "compressed"].copy()
+    raw = compressed_raw(store)
     method, scope = raw["tags.method"], raw.get("params.method.scope")
     act, kd = raw.get("params.method.student_activation"), raw.get("params.method.kd_weight")
     raw["label"] = np.select(
         [method == "multihash", (method == "magnitude") & (scope == "global"),
          (method == "lma") & (act == "relu") & (kd.astype(float) == 0)],
         [paper.HASHED, paper.MAGNITUDE, paper.NARROW], default="")
-    raw["ratio"] = raw["params.requested_ratio"].astype(float)
     return raw
 
 
 def test_figure_and_tables_are_written(drawn):
     written, out = drawn
-    names = {p.name for p in written}
     stem = "multihash_synthetic__lenet300"
-    for suffix in (".png", ".pdf", "_accuracy.csv", "_accuracy.md", "_budgets.csv", "_budgets.md"):
-        assert f"{stem}{suffix}" in names
-    assert "multihash_published.csv" in names
-    assert all(p.exists() and p.stat().st_size > 0 for p in written)
+    suffixes = (".png", ".pdf", "_accuracy.csv", "_accuracy.md", "_budgets.csv", "_budgets.md")
+    assert_files_written(written, [f"{stem}{suffix}" for suffix in suffixes] + ["multihash_published.csv"])
     assert "seeds [0, 1] (2)" in (out / f"{stem}_accuracy.md").read_text()
 
 
@@ -105,11 +91,8 @@ def test_empty_store_draws_nothing(tmp_path):
 
 
 def test_experiments_parse_and_validate():
-    assert "multihash" in list_papers()
-    argvs = experiments("multihash")
     methods_run = []
-    for argv in argvs:
-        sweep = sweep_from_args(build_parser().parse_args(argv))
+    for _, sweep in parsed_experiments("multihash", paper.EXPERIMENTS):
         assert sweep.seeds >= 3 and sweep.ratios == (2.0, 4.0, 8.0, 16.0, 32.0)
         assert (sweep.template.dataset, sweep.template.model) == ("fashion-mnist", "lenet300")
         params = dict(sweep.template.method_params)

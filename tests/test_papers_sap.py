@@ -5,34 +5,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import build_parser, sweep_from_args
 from bench.config import ExperimentConfig
 from bench.figures import tidy_runs
 from bench.models import create_model
-from bench.papers import experiments, list_papers
 from bench.papers import sap
+from bench.papers.common import lt_rounds
 from bench.pipeline import run_experiment
-from bench.recipes import TrainRecipe
-from bench.tracking import Tracker
 from methods.common.pruning import keep_count, prunable_tensors
+from papers_support import assert_files_written, parsed_experiments, scratch_store, series_rows, tiny_config
 
 WIDTHS = (32, 16)
 
 
 def _config(method: str, ratio: float, seed: int, **params) -> ExperimentConfig:
-    return ExperimentConfig.create(
-        dataset="synthetic", model="mlp", model_options={"widths": WIDTHS}, method=method, ratio=ratio, seed=seed,
-        method_params=params, baseline=TrainRecipe(epochs=2, batch_size=64),
-        finetune=TrainRecipe(epochs=1, batch_size=64), latency_repeats=2)
+    return tiny_config("synthetic", "mlp", method, ratio, seed, params, epochs=2, model_options={"widths": WIDTHS})
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sap_store")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COMPRESSION_BENCH_RESULTS", str(tmp))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        tracker = Tracker()
+    with scratch_store(tmp) as tracker:
         for seed in (0, 1):
             for ratio in (2, 6):
                 run_experiment(_config("sap", ratio, seed, rounds=3), tracker)
@@ -46,12 +38,8 @@ def store(tmp_path_factory):
 
 def test_figure_and_tables_are_written(store):
     _, _, written, folder = store
-    names = {p.name for p in written}
-    for stem in ("sap_figure", ):
-        assert {f"{stem}.png", f"{stem}.pdf"} <= names
-    for stem in ("sap_accuracy", "sap_rounds", "sap_published"):
-        assert {f"{stem}.csv", f"{stem}.md"} <= names
-    assert all(p.exists() and p.stat().st_size > 0 for p in written)
+    assert_files_written(written, ["sap_figure.png", "sap_figure.pdf"] + [
+        f"{stem}{ext}" for stem in ("sap_accuracy", "sap_rounds", "sap_published") for ext in (".csv", ".md")])
     assert "2 seeds" in (folder / "sap_accuracy.md").read_text()
 
 
@@ -68,14 +56,11 @@ def test_accuracy_table_is_the_mean_and_std_over_seeds(store):
         "magnitude, iterative (≈20 %/round)": comp[(comp["method"] == "magnitude") & (pq.map(lambda t: t[2]) == "iterative")],
     }
     assert set(table["series"]) == set(groups)
-    for series, runs_of in groups.items():
-        for ratio, g in runs_of.groupby("requested_ratio"):
-            row = table[(table["series"] == series) & np.isclose(table["requested_ratio"], ratio)]
-            assert len(row) == 1 and int(row["n"].iloc[0]) == len(g) == 2
-            assert row["acc_mean"].iloc[0] == pytest.approx(g["acc_top1"].mean())
-            assert row["acc_std"].iloc[0] == pytest.approx(g["acc_top1"].std())
-            assert row["remaining_pct"].iloc[0] == pytest.approx((100 / g["compression_ratio"]).mean())
-            assert row["pq_index_mean"].iloc[0] == pytest.approx(g["pq_index"].mean())
+    for row, g in series_rows(table, groups, n=2):
+        assert row["acc_mean"] == pytest.approx(g["acc_top1"].mean())
+        assert row["acc_std"] == pytest.approx(g["acc_top1"].std())
+        assert row["remaining_pct"] == pytest.approx((100 / g["compression_ratio"]).mean())
+        assert row["pq_index_mean"] == pytest.approx(g["pq_index"].mean())
 
 
 def test_rounds_table_matches_the_step_metrics_of_the_longest_runs(store):
@@ -146,7 +131,7 @@ def test_lt_rounds_remove_about_20_percent_per_round(ratio):
     tensors = prunable_tensors(net)
     total = sum(getattr(m, n).numel() for m, n in tensors)
     final = keep_count(net, ratio, tensors)
-    k = sap.lt_rounds("mlp", ratio)
+    k = lt_rounds("mlp", ratio)
     assert round(total * 0.8 ** (k - 1)) > final >= round(total * 0.8 ** k)
     per_round = 1 - (final / total) ** (1 / k)  # magnitude's geometric schedule with k rounds
     assert 0.1 < per_round <= 0.2 + 1e-9
@@ -154,12 +139,8 @@ def test_lt_rounds_remove_about_20_percent_per_round(ratio):
 
 
 def test_experiments_parse_and_validate():
-    assert "sap" in list_papers() and experiments("sap") == sap.EXPERIMENTS
-    parser = build_parser()
     methods_seen = set()
-    for argv in sap.EXPERIMENTS:
-        args = parser.parse_args(argv)
-        sweep = sweep_from_args(args)
+    for args, sweep in parsed_experiments("sap", sap.EXPERIMENTS):
         assert sweep.seeds == 3 and args.dataset == "fashion-mnist" and args.model == "mlp"
         assert sweep.template.finetune.epochs == sap.FINETUNE_EPOCHS and args.threads == "1"
         methods_seen.add((args.method, tuple(sorted(args.param))))

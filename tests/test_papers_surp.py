@@ -5,35 +5,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import build_parser, sweep_from_args
 from bench.config import ExperimentConfig
 from bench.figures import tidy_runs
-from bench.papers import experiments, list_papers
 from bench.papers import surp
-from bench.papers.sap import lt_rounds
+from bench.papers.common import lt_rounds
 from bench.pipeline import run_experiment
-from bench.recipes import TrainRecipe
-from bench.tracking import Tracker
+from papers_support import assert_files_written, parsed_experiments, scratch_store, series_rows, tiny_config
 
 WIDTHS = (32, 16)
 SHAPE, CLASSES = (1, 8, 8), 4  # the synthetic dataset's defaults
 
 
 def _config(method: str, ratio: float, seed: int, **params) -> ExperimentConfig:
-    return ExperimentConfig.create(
-        dataset="synthetic", model="mlp", model_options={"widths": WIDTHS}, method=method, ratio=ratio, seed=seed,
-        method_params=params, baseline=TrainRecipe(epochs=2, batch_size=64),
-        finetune=TrainRecipe(epochs=1, batch_size=64), latency_repeats=2)
+    return tiny_config("synthetic", "mlp", method, ratio, seed, params, epochs=2, model_options={"widths": WIDTHS})
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("surp_store")
     rounds = lt_rounds("mlp", 4, input_shape=SHAPE, num_classes=CLASSES, widths=WIDTHS)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COMPRESSION_BENCH_RESULTS", str(tmp))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        tracker = Tracker()
+    with scratch_store(tmp) as tracker:
         for seed in (0, 1):
             for ratio in (2, 4):
                 run_experiment(_config("rate-distortion", ratio, seed), tracker)
@@ -57,11 +48,9 @@ def _groups(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def test_figure_and_tables_are_written(store):
     _, _, written, folder, _ = store
-    names = {p.name for p in written}
-    assert {"surp_figure.png", "surp_figure.pdf"} <= names
-    for stem in ("surp_accuracy", "surp_vs_magnitude", "surp_rate_distortion"):
-        assert {f"{stem}.csv", f"{stem}.md"} <= names
-    assert all(p.exists() and p.stat().st_size > 0 for p in written)
+    assert_files_written(written, ["surp_figure.png", "surp_figure.pdf"] + [
+        f"{stem}{ext}" for stem in ("surp_accuracy", "surp_vs_magnitude", "surp_rate_distortion")
+        for ext in (".csv", ".md")])
     assert "2 seeds" in (folder / "surp_vs_magnitude.md").read_text()
 
 
@@ -70,13 +59,10 @@ def test_accuracy_table_is_the_mean_and_std_over_seeds(store):
     table = pd.read_csv(folder / "surp_accuracy.csv")
     groups = _groups(runs)
     assert set(table["series"]) == set(groups)
-    for series, runs_of in groups.items():
-        for ratio, g in runs_of.groupby("requested_ratio"):
-            row = table[(table["series"] == series) & np.isclose(table["requested_ratio"], ratio)]
-            assert len(row) == 1 and int(row["n"].iloc[0]) == len(g) == 2
-            assert row["acc_mean"].iloc[0] == pytest.approx(g["acc_top1"].mean())
-            assert row["acc_std"].iloc[0] == pytest.approx(g["acc_top1"].std())
-            assert row["before_ft_mean"].iloc[0] == pytest.approx(g["acc_top1_before_finetune"].mean())
+    for row, g in series_rows(table, groups, n=2):
+        assert row["acc_mean"] == pytest.approx(g["acc_top1"].mean())
+        assert row["acc_std"] == pytest.approx(g["acc_top1"].std())
+        assert row["before_ft_mean"] == pytest.approx(g["acc_top1_before_finetune"].mean())
 
 
 def test_verdicts_follow_the_stated_rule(store):
@@ -135,12 +121,8 @@ def test_no_surp_runs_means_no_figure(store, tmp_path):
 
 
 def test_experiments_parse_and_validate():
-    assert "surp" in list_papers() and experiments("surp") == surp.EXPERIMENTS
-    parser = build_parser()
     seen = set()
-    for argv in surp.EXPERIMENTS:
-        args = parser.parse_args(argv)
-        sweep = sweep_from_args(args)
+    for args, sweep in parsed_experiments("surp", surp.EXPERIMENTS):
         assert sweep.seeds == 3 and args.dataset == "fashion-mnist" and args.model == "lenet300"
         assert sweep.template.finetune.epochs == surp.FINETUNE_EPOCHS and args.threads == "1"
         seen.add((args.method, "schedule=iterative" in args.param))

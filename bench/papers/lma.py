@@ -39,6 +39,10 @@ import numpy as np
 
 from bench.figures import _plt, _save, _write_table, dense_reference
 from bench.papers import register
+from bench.papers.common import (
+    Selected, draw_dense_accuracy, draw_selected, draw_variant_accuracy, experiment_slug, log2_ratio_axis,
+    most_frequent, select_per_experiment, seed_list, variant_accuracy_table,
+)
 
 METHOD = "lma"
 SEEDS = 5
@@ -80,48 +84,6 @@ def published_table() -> "pandas.DataFrame":
 
 # ---------------------------------------------------------------- selecting the runs
 
-def _same(a: Any, b: Any) -> bool:
-    """Tracked parameters are strings: compare as numbers where both are numbers."""
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a) == str(b)
-
-
-def _expected(method: str, overrides: dict[str, Any], budget_keys: tuple[str, ...]) -> dict[str, Any]:
-    import dataclasses
-
-    import methods
-
-    defaults = dataclasses.asdict(methods.get(method)())
-    return {k: v for k, v in {**defaults, **overrides}.items() if k not in budget_keys}
-
-
-def label_variants(runs: "pandas.DataFrame", method: str, variants: dict[str, dict[str, Any]],
-                   budget_keys: tuple[str, ...] = ("epochs",)) -> "pandas.Series":
-    """Each run's variant label, or None: the method's defaults with exactly the variant's overrides.
-
-    Parameters in ``budget_keys`` (the student's epochs) are left free here and fixed by ``pick_budget``;
-    tuned (TPE) runs never match.
-    """
-    import pandas as pd
-
-    expected = {label: _expected(method, o, budget_keys) for label, o in variants.items()}
-    tuned = runs["study"].fillna("").astype(str).str.contains("/tpe-")
-
-    def label(row: Any, is_tuned: bool) -> str | None:
-        if row.kind != "compressed" or row.method != method or is_tuned:
-            return None
-        params = row.method_params if isinstance(row.method_params, dict) else {}
-        for name, want in expected.items():
-            if all(k in params and _same(params[k], v) for k, v in want.items()):
-                return name
-        return None
-
-    return pd.Series([label(r, t) for r, t in zip(runs.itertuples(index=False), tuned)], index=runs.index,
-                     dtype=object)
-
-
 def budget_of(runs: "pandas.DataFrame", budget_keys: tuple[str, ...] = ("epochs",)) -> "pandas.Series":
     """(baseline epochs, fine-tune epochs, method budget params...) of each run, as one string."""
     import pandas as pd
@@ -135,55 +97,30 @@ def budget_of(runs: "pandas.DataFrame", budget_keys: tuple[str, ...] = ("epochs"
                      index=runs.index, dtype=object)
 
 
-def select(runs: "pandas.DataFrame") -> dict[str, tuple["pandas.DataFrame", "pandas.DataFrame", str]]:
+def select(runs: "pandas.DataFrame") -> Selected:
     """Per dataset/model: (compressed runs of the three variants at one budget, its dense runs, the budget).
 
-    Where a store holds several budgets (e.g. a reduced check beside the full reproduction), the one
-    with the most runs is drawn, so variants are only ever compared at equal budgets. Repeated runs of
-    one configuration and seed are deterministic replicas: only one is kept.
+    Each run's variant is the method's defaults with exactly the variant's overrides, the student's
+    ``epochs`` left free (tuned runs never match). Where a store holds several budgets (e.g. a reduced
+    check beside the full reproduction), the one with the most runs is drawn, so variants are only ever
+    compared at equal budgets. Repeated runs of one configuration and seed are deterministic replicas:
+    only one is kept.
     """
-    if runs.empty or "method_params" not in runs:
-        return {}
-    runs = runs.copy()
-    runs["paper_variant"] = label_variants(runs, METHOD, VARIANTS)
-    out = {}
-    for experiment, group in runs.groupby("experiment"):
-        comp = group[group["paper_variant"].notna()].copy()
-        if comp.empty:
-            continue
-        comp["budget"] = budget_of(comp)
-        budget = comp["budget"].value_counts().sort_index(ascending=False).idxmax()
-        comp = comp[comp["budget"] == budget]
-        comp["requested"] = comp["requested_ratio"].round(3)
-        comp = comp.drop_duplicates(["paper_variant", "requested", "seed"])
-        out[experiment] = (comp, dense_runs(group, comp), budget)
-    return out
+    variants = {label: (METHOD, overrides, ("epochs",)) for label, overrides in VARIANTS.items()}
+    return select_per_experiment(runs, variants, _pick_budget)
 
 
-def dense_runs(group: "pandas.DataFrame", comp: "pandas.DataFrame") -> "pandas.DataFrame":
-    """The baseline and control runs behind ``comp``: same seeds, same baseline and fine-tune epochs."""
-    dense = group[group["kind"].isin(["baseline", "control"]) & group["seed"].isin(comp["seed"].unique())]
-    dense = dense[dense["baseline.epochs"].astype(str).isin(comp["baseline.epochs"].astype(str).unique())]
-    control = dense["kind"] == "control"
-    same_ft = dense["finetune.epochs"].astype(str).isin(comp["finetune.epochs"].astype(str).unique())
-    return dense[~control | same_ft]
+def _pick_budget(comp: "pandas.DataFrame") -> tuple["pandas.DataFrame", str]:
+    comp = comp.assign(budget=budget_of(comp))
+    budget = most_frequent(comp["budget"])
+    return comp[comp["budget"] == budget], budget
 
 
 # ---------------------------------------------------------------- tables
 
 def variant_table(comp: "pandas.DataFrame") -> "pandas.DataFrame":
     """Mean ± std over seeds (accuracy in %) per variant and requested ratio."""
-    comp = comp.assign(acc_pct=100 * comp["acc_top1"], before_pct=100 * comp["acc_top1_before_finetune"])
-    agg = comp.groupby(["paper_variant", "requested"]).agg(
-        n_seeds=("acc_pct", "size"), achieved_ratio=("compression_ratio", "mean"),
-        student_params=("params_effective", "mean"), acc_mean_pct=("acc_pct", "mean"),
-        acc_std_pct=("acc_pct", "std"), acc_before_finetune_pct=("before_pct", "mean"),
-    ).reset_index().rename(columns={"paper_variant": "variant", "requested": "requested_ratio"})
-    agg["acc_std_pct"] = agg["acc_std_pct"].fillna(0.0)
-    agg["acc (mean ± std)"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(agg["acc_mean_pct"], agg["acc_std_pct"])]
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    return agg.sort_values(["requested_ratio", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c,
-                           ignore_index=True)
+    return variant_accuracy_table(comp, list(VARIANTS), params_column="student_params")
 
 
 def paired(comp: "pandas.DataFrame", a: str, b: str) -> "pandas.DataFrame":
@@ -233,38 +170,19 @@ def gain_table(comp: "pandas.DataFrame") -> "pandas.DataFrame":
 # ---------------------------------------------------------------- drawing
 
 _STYLE = {RELU: ("C0", "o", 0.96), LMA_KD: ("C3", "s", 1.0), LMA_NO_KD: ("C2", "^", 1.04)}
+_RIGHT = 64  # every panel's ratio axis ends here, so ours and the paper's line up by ratio
 
 
 def _ours(ax: Any, comp: "pandas.DataFrame", dense: dict[str, tuple[float, float, int]]) -> None:
     table = variant_table(comp)
-    for variant, (color, marker, shift) in _STYLE.items():
-        t = table[table["variant"] == variant].sort_values("achieved_ratio")
-        if t.empty:
-            continue
-        # Variants sit at the same sizes: a small horizontal shift keeps them apart (ratio is log-scaled).
-        ax.errorbar(t["achieved_ratio"] * shift, t["acc_mean_pct"], yerr=t["acc_std_pct"], color=color,
-                    marker=marker, capsize=3, label=f"{variant} (mean ± std)")
-        pts = comp[comp["paper_variant"] == variant]
-        ax.scatter(pts["compression_ratio"] * shift, 100 * pts["acc_top1"], color=color, marker=marker, s=12,
-                   alpha=0.35)
-    styles = {"baseline": ("k", "--", "dense teacher"), "control": ("0.4", ":", "dense + fine-tune")}
-    for kind, (mean, std, n) in dense.items():
-        color, ls, label = styles[kind]
-        ax.axhline(100 * mean, color=color, ls=ls, lw=1, label=f"{label} ({100 * mean:.2f} ± {100 * std:.2f}, n={n})")
+    draw_variant_accuracy(ax, table, comp, _STYLE)
+    draw_dense_accuracy(ax, dense, baseline_label="dense teacher")
     params = table.groupby("requested_ratio").agg(ratio=("achieved_ratio", "mean"), params=("student_params", "mean"))
-    _ratio_axis(ax, params["ratio"], [f"{r:.3g}x\n{p / 1e3:.1f}k" for r, p in zip(params["ratio"], params["params"])])
+    log2_ratio_axis(ax, params["ratio"], _RIGHT,
+                    [f"{r:.3g}x\n{p / 1e3:.1f}k" for r, p in zip(params["ratio"], params["params"])])
     ax.set_xlabel("compression ratio = teacher params / student params; student params (log)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7, loc="lower left")
-
-
-def _ratio_axis(ax: Any, ticks: Any, labels: list[str] | None = None) -> None:
-    """One log axis for all panels, ticks at the sizes drawn, so ours and the paper's line up by ratio."""
-    ax.set_xscale("log", base=2)
-    ax.set_xlim(1.6, 64)
-    ax.set_xticks(list(ticks))
-    ax.set_xticklabels(labels or [f"{t:.3g}x" for t in ticks], fontsize=7)
-    ax.minorticks_off()
 
 
 def _distinct(ratios: list[float], apart: float = 0.05) -> list[float]:
@@ -286,7 +204,7 @@ def _published(ax: Any) -> None:
         ax.annotate(f"{row['student']} ({row['size_MB']} MB)", (row["ratio_vs_teacher"], row["relu_kd_pct"]),
                     textcoords="offset points", xytext=(4, -12), fontsize=7)
     ax.axhline(TEACHER_ACC, color="k", ls="--", lw=1, label=f"published teacher ({TEACHER_ACC}, {TEACHER_MB} MB)")
-    _ratio_axis(ax, pub["ratio_vs_teacher"])
+    log2_ratio_axis(ax, pub["ratio_vs_teacher"], _RIGHT)
     ax.set_xlabel("teacher size / student size (log)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("published (Xu et al. 2020, Table 2): CIFAR-10, conv students\n"
@@ -307,7 +225,7 @@ def _gains(ax: Any, comp: "pandas.DataFrame") -> None:
     ax.plot(pub["ratio_vs_teacher"], pub["gain_points"], "D--", color="0.3",
             label="published gain (CIFAR-10, Table 2)")
     ax.axhline(0, color="k", lw=0.8)
-    _ratio_axis(ax, _distinct([*ratios, *pub["ratio_vs_teacher"]]))
+    log2_ratio_axis(ax, _distinct([*ratios, *pub["ratio_vs_teacher"]]), _RIGHT)
     ax.set_xlabel("compression ratio (log)")
     ax.set_ylabel("LMA+KD − ReLU+KD (accuracy points)")
     ax.set_title("gain of LMA over the ReLU student", fontsize=8)
@@ -315,7 +233,7 @@ def _gains(ax: Any, comp: "pandas.DataFrame") -> None:
 
 
 def _caption(experiment: str, comp: "pandas.DataFrame", dense: "pandas.DataFrame", budget: str) -> str:
-    seeds = sorted(int(s) for s in comp["seed"].dropna().unique())
+    seeds = seed_list(comp)
     return (f"LMA (Xu et al., AAAI 2020) — {experiment}, seeds {seeds} ({len(seeds)}), "
             f"{len(comp) + len(dense)} tracked runs ({len(comp)} students, {len(dense)} dense)\n"
             f"budget: {budget} (equal across variants); students then get the shared fine-tune; "
@@ -333,7 +251,7 @@ def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFra
     _gains(axes[2], comp)
     fig.suptitle(_caption(experiment, comp, dense_frame, budget), fontsize=9)
     fig.tight_layout()
-    name = f"lma_{experiment.replace('/', '__')}"
+    name = f"lma_{experiment_slug(experiment)}"
     caption = _caption(experiment, comp, dense_frame, budget).replace("\n", "; ")
     written = _save(fig, out_dir / name)
     written += _write_table(variant_table(comp), out_dir / f"{name}_students", f"Student accuracy — {caption}")
@@ -345,11 +263,6 @@ def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFra
 @register("lma", experiments=EXPERIMENTS)
 def figure(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
     """The LMA figure and tables for every dataset/model with runs of the three variants; [] when none."""
-    written: list[Path] = []
-    for experiment, (comp, dense, budget) in select(runs).items():
-        written += draw(experiment, comp, dense, budget, out_dir)
-    if written:
-        written += _write_table(published_table(), out_dir / "lma_published",
-                                "Published: Xu et al. 2020, Table 2, CIFAR-10 (accuracy %, 5 seeds; teacher "
-                                f"{TEACHER_ACC} % at {TEACHER_MB} MB)")
-    return written
+    return draw_selected(select(runs), draw, out_dir, published_table, "lma_published",
+                         "Published: Xu et al. 2020, Table 2, CIFAR-10 (accuracy %, 5 seeds; teacher "
+                         f"{TEACHER_ACC} % at {TEACHER_MB} MB)")

@@ -27,14 +27,14 @@ are minutes of Adam, not Han et al.'s Caffe schedule.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
+from typing import Any, Sequence
 
 from bench.papers import register
-from bench.papers.coreset import (
-    BUDGETS, MODEL, MODEL_NAME, SEEDS, Budget, Section, Variant, collect, error_figure, pm, points_table, study_argv,
+from bench.papers.common import (
+    PUBLISHED_STAR, Budget, Section, Variant, collect, error_figure, points_table, published_beside_ours, study_argv,
+    write_table_with_notes,
 )
+from bench.papers.coreset import BUDGETS, MODEL, MODEL_NAME, SEEDS
 
 RATIOS = (2, 4, 8, 12, 32)
 ROUNDS = 3
@@ -56,7 +56,7 @@ def variants(budget: Budget) -> list[Variant]:
     ]
 
 
-EXPERIMENTS = [study_argv(d, b, v, RATIOS, SEEDS) for d, b in BUDGETS.items() for v in variants(b)]
+EXPERIMENTS = [study_argv(d, b, v, RATIOS, SEEDS, MODEL) for d, b in BUDGETS.items() for v in variants(b)]
 
 PUBLISHED = {"dataset": "MNIST (full, 60k train)", "model": MODEL_NAME,
              "variant": "layer-wise threshold, iterative prune-retrain (published, Han et al. 2015 Table 1)",
@@ -79,20 +79,10 @@ Notes.
 
 def table1(sections: list[Section], ratio: float = TABLE_RATIO) -> "pandas.DataFrame":
     """Ours at ``ratio`` beside Han et al.'s LeNet-300-100 row."""
-    import pandas as pd
+    def extra(sec: Section, r: Any) -> dict[str, str]:
+        return {"ratio": f"{r.ratio:.2f}x ({r.removed_pct:.1f} % removed)"}
 
-    rows = [PUBLISHED]
-    for sec in sections:
-        base = sec.dense_err.get("baseline")
-        for r in sec.points[np.isclose(sec.points["requested"], ratio)].itertuples():
-            rows.append({
-                "dataset": f"{sec.dataset} (ours)", "model": MODEL_NAME, "variant": r.label,
-                "baseline_error_pct": pm(base[0], base[1]) if base else "",
-                "error_before_ft_pct": pm(r.err_before_mean, r.err_before_std),
-                "error_after_ft_pct": pm(r.err_after_mean, r.err_after_std),
-                "params": f"{r.params_before / 1e3:.0f}K → {r.params_after / 1e3:.1f}K",
-                "ratio": f"{r.ratio:.2f}x ({r.removed_pct:.1f} % removed)", "seeds": str(r.n_seeds)})
-    return pd.DataFrame(rows)
+    return published_beside_ours(PUBLISHED, sections, ratio, MODEL_NAME, extra)
 
 
 def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] | None = None,
@@ -103,19 +93,16 @@ def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] |
     sections = collect(runs, BUDGETS if budgets is None else budgets, model, variants, ratios)
     if not sections:
         return []
-    star = {"marker": "*", "ms": 12, "color": "gold", "mec": "k"}
     written = error_figure(
         sections, MODEL_NAME,
         "Magnitude pruning (Han et al. 2015; ShrinkBench): scope and schedule on our data, test error vs fraction "
         "removed, mean ± std over seeds (bars) and single seeds (dots)", out_dir / "magnitude",
-        marks={"mnist": [(12, 1.59, "published: Han et al. 1.59 % at 12x (full MNIST, Table 1)", star)]},
+        marks={"mnist": [(12, 1.59, "published: Han et al. 1.59 % at 12x (full MNIST, Table 1)", PUBLISHED_STAR)]},
         hlines={"mnist": [(1.64, "published: dense 1.64 % (Han et al., full MNIST)")]})
     written += _write_table(points_table(sections, model), out_dir / "magnitude_points",
                             "Magnitude paper figure: every operating point (test error %, mean / std over seeds)")
-    written += _write_table(table1(sections), out_dir / "magnitude_table1",
-                            "Beside Han et al. 2015, Table 1 (LeNet-300-100, 12x)")
-    md = out_dir / "magnitude_table1.md"
-    md.write_text(md.read_text() + NOTES)
+    written += write_table_with_notes(table1(sections), out_dir / "magnitude_table1",
+                                      "Beside Han et al. 2015, Table 1 (LeNet-300-100, 12x)", NOTES)
     return written
 
 

@@ -35,6 +35,10 @@ import numpy as np
 
 from bench.figures import _plt, _save, _write_table, dense_reference
 from bench.papers import register
+from bench.papers.common import (
+    Selected, VariantSpec, draw_dense_accuracy, draw_selected, draw_variant_accuracy, experiment_slug,
+    log2_ratio_axis, most_frequent, select_per_experiment, seed_list, variant_accuracy_table,
+)
 
 SEEDS = 5
 RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
@@ -43,7 +47,7 @@ TRAIN_EPOCHS = 10  # multihash and the narrow dense net, from scratch: the dense
 HASHED, MAGNITUDE, NARROW = "multihash (X·Y, from scratch)", "global magnitude + fine-tune", \
     "dense, narrower widths (from scratch)"
 # label -> (method, parameters that differ from its defaults, budget parameters fixed by ``pick``)
-VARIANTS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
+VARIANTS: dict[str, VariantSpec] = {
     HASHED: ("multihash", {}, ("epochs",)),
     MAGNITUDE: ("magnitude", {}, ()),
     NARROW: ("lma", {"student_activation": "relu", "kd_weight": 0.0}, ("epochs",)),
@@ -78,71 +82,26 @@ def published_table() -> "pandas.DataFrame":
 
 # ---------------------------------------------------------------- selecting the runs
 
-def _same(a: Any, b: Any) -> bool:
-    """Tracked parameters are strings: compare as numbers where both are numbers."""
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a) == str(b)
-
-
-def _expected(method: str, overrides: dict[str, Any], budget: tuple[str, ...]) -> dict[str, Any]:
-    import dataclasses
-
-    import methods
-
-    defaults = dataclasses.asdict(methods.get(method)())
-    return {k: v for k, v in {**defaults, **overrides}.items() if k not in budget}
-
-
-def label_variants(runs: "pandas.DataFrame") -> "pandas.Series":
-    """Each compressed run's variant label, or None: its method's defaults with exactly the variant's
-    overrides (training epochs left free, fixed later by ``select``); tuned (TPE) runs never match."""
-    import pandas as pd
-
-    expected = {label: (method, _expected(method, o, b)) for label, (method, o, b) in VARIANTS.items()}
-    tuned = runs["study"].fillna("").astype(str).str.contains("/tpe-")
-
-    def label(row: Any, is_tuned: bool) -> str | None:
-        if row.kind != "compressed" or is_tuned:
-            return None
-        params = row.method_params if isinstance(row.method_params, dict) else {}
-        for name, (method, want) in expected.items():
-            if row.method == method and all(k in params and _same(params[k], v) for k, v in want.items()):
-                return name
-        return None
-
-    return pd.Series([label(r, t) for r, t in zip(runs.itertuples(index=False), tuned)], index=runs.index,
-                     dtype=object)
-
-
-def select(runs: "pandas.DataFrame") -> dict[str, tuple["pandas.DataFrame", "pandas.DataFrame", str]]:
+def select(runs: "pandas.DataFrame") -> Selected:
     """Per dataset/model: (compressed runs of the variants at one budget, its dense runs, the budget).
 
-    The budget drawn is the (baseline epochs, fine-tune epochs) with the most runs, and within it, for the
-    variants trained from scratch, the training epochs with the most runs, so every variant is compared
-    at one budget. Repeated runs of one configuration and seed are deterministic replicas: one is kept.
+    Each run's variant is its method's defaults with exactly the variant's overrides, training epochs left
+    free (tuned runs never match). The budget drawn is the (baseline epochs, fine-tune epochs) with the most
+    runs, and within it, for the variants trained from scratch, the training epochs with the most runs, so
+    every variant is compared at one budget. Repeated runs of one configuration and seed are deterministic
+    replicas: one is kept.
     """
-    if runs.empty or "method_params" not in runs:
-        return {}
-    runs = runs.copy()
-    runs["paper_variant"] = label_variants(runs)
-    out = {}
-    for experiment, group in runs.groupby("experiment"):
-        comp = group[group["paper_variant"].notna()].copy()
-        if comp.empty:
-            continue
-        comp["shared"] = comp["baseline.epochs"].astype(str) + "/" + comp["finetune.epochs"].astype(str)
-        comp = comp[comp["shared"] == comp["shared"].value_counts().sort_index(ascending=False).idxmax()]
-        comp["train"] = comp["method_params"].map(lambda p: str(p.get("epochs")) if isinstance(p, dict) else "")
-        scratch = comp["paper_variant"].map(lambda v: "epochs" in VARIANTS[v][2])
-        if scratch.any():
-            epochs = comp[scratch]["train"].value_counts().sort_index(ascending=False).idxmax()
-            comp = comp[~scratch | (comp["train"] == epochs)]
-        comp["requested"] = comp["requested_ratio"].round(3)
-        comp = comp.drop_duplicates(["paper_variant", "requested", "seed"])
-        out[experiment] = (comp, _dense_runs(group, comp), _describe(comp))
-    return out
+    return select_per_experiment(runs, VARIANTS, _pick_budget)
+
+
+def _pick_budget(comp: "pandas.DataFrame") -> tuple["pandas.DataFrame", str]:
+    comp = comp.assign(shared=comp["baseline.epochs"].astype(str) + "/" + comp["finetune.epochs"].astype(str))
+    comp = comp[comp["shared"] == most_frequent(comp["shared"])]
+    comp = comp.assign(train=comp["method_params"].map(lambda p: str(p.get("epochs")) if isinstance(p, dict) else ""))
+    scratch = comp["paper_variant"].map(lambda v: "epochs" in VARIANTS[v][2])
+    if scratch.any():
+        comp = comp[~scratch | (comp["train"] == most_frequent(comp[scratch]["train"]))]
+    return comp, _describe(comp)
 
 
 def _describe(comp: "pandas.DataFrame") -> str:
@@ -154,29 +113,11 @@ def _describe(comp: "pandas.DataFrame") -> str:
     return "; ".join(parts)
 
 
-def _dense_runs(group: "pandas.DataFrame", comp: "pandas.DataFrame") -> "pandas.DataFrame":
-    """The baseline and control runs behind ``comp``: same seeds, same baseline and fine-tune epochs."""
-    dense = group[group["kind"].isin(["baseline", "control"]) & group["seed"].isin(comp["seed"].unique())]
-    dense = dense[dense["baseline.epochs"].astype(str).isin(comp["baseline.epochs"].astype(str).unique())]
-    same_ft = dense["finetune.epochs"].astype(str).isin(comp["finetune.epochs"].astype(str).unique())
-    return dense[(dense["kind"] == "baseline") | same_ft]
-
-
 # ---------------------------------------------------------------- tables
 
 def accuracy_table(comp: "pandas.DataFrame") -> "pandas.DataFrame":
     """Mean ± std over seeds (accuracy in %) per variant and budget."""
-    comp = comp.assign(acc_pct=100 * comp["acc_top1"], before_pct=100 * comp["acc_top1_before_finetune"])
-    agg = comp.groupby(["paper_variant", "requested"]).agg(
-        n_seeds=("acc_pct", "size"), achieved_ratio=("compression_ratio", "mean"),
-        params=("params_effective", "mean"), acc_mean_pct=("acc_pct", "mean"), acc_std_pct=("acc_pct", "std"),
-        acc_before_finetune_pct=("before_pct", "mean"),
-    ).reset_index().rename(columns={"paper_variant": "variant", "requested": "requested_ratio"})
-    agg["acc_std_pct"] = agg["acc_std_pct"].fillna(0.0)
-    agg["acc (mean ± std)"] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(agg["acc_mean_pct"], agg["acc_std_pct"])]
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    return agg.sort_values(["requested_ratio", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c,
-                           ignore_index=True)
+    return variant_accuracy_table(comp, list(VARIANTS))
 
 
 def budget_table(comp: "pandas.DataFrame", dense_acc: float | None) -> "pandas.DataFrame":
@@ -203,30 +144,15 @@ def budget_table(comp: "pandas.DataFrame", dense_acc: float | None) -> "pandas.D
 # ---------------------------------------------------------------- drawing
 
 _STYLE = {HASHED: ("C3", "s", 1.0), MAGNITUDE: ("C0", "o", 0.96), NARROW: ("C2", "^", 1.04)}
+_RIGHT = 40  # both panels' ratio axes end here
 
 
 def _ours(ax: Any, comp: "pandas.DataFrame", dense: dict[str, tuple[float, float, int]], experiment: str) -> None:
     table = accuracy_table(comp)
-    for variant, (color, marker, shift) in _STYLE.items():
-        t = table[table["variant"] == variant].sort_values("achieved_ratio")
-        if t.empty:
-            continue
-        # Variants sit at the same budgets: a small horizontal shift keeps them apart (ratio is log-scaled).
-        ax.errorbar(t["achieved_ratio"] * shift, t["acc_mean_pct"], yerr=t["acc_std_pct"], color=color,
-                    marker=marker, capsize=3, label=f"{variant} (mean ± std)")
-        pts = comp[comp["paper_variant"] == variant]
-        ax.scatter(pts["compression_ratio"] * shift, 100 * pts["acc_top1"], color=color, marker=marker, s=12,
-                   alpha=0.35)
-    styles = {"baseline": ("k", "--", "dense"), "control": ("0.4", ":", "dense + fine-tune")}
-    for kind, (mean, std, n) in dense.items():
-        color, ls, label = styles[kind]
-        ax.axhline(100 * mean, color=color, ls=ls, lw=1, label=f"{label} ({100 * mean:.2f} ± {100 * std:.2f}, n={n})")
+    draw_variant_accuracy(ax, table, comp, _STYLE)
+    draw_dense_accuracy(ax, dense)
     params = table.groupby("requested_ratio")["params"].mean()
-    ax.set_xscale("log", base=2)
-    ax.set_xlim(1.6, 40)
-    ax.minorticks_off()
-    ax.set_xticks(list(params.index))
-    ax.set_xticklabels([f"{r:g}x\n{p / 1e3:.1f}k" for r, p in params.items()], fontsize=7)
+    log2_ratio_axis(ax, params.index, _RIGHT, [f"{r:g}x\n{p / 1e3:.1f}k" for r, p in params.items()])
     ax.set_xlabel("compression ratio / trainable parameters (log)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"ours: {experiment}", fontsize=8)
@@ -241,11 +167,7 @@ def _published(ax: Any) -> None:
         if kind == "at least":
             ax.annotate("", (ratio, acc + 1.2), (ratio, acc), arrowprops={"arrowstyle": "->", "color": "C3"})
         ax.annotate(claim, (ratio, acc), textcoords="offset points", xytext=(6, -14), fontsize=7)
-    ax.set_xscale("log", base=2)
-    ax.set_xlim(1.6, 40)
-    ax.set_xticks([2, 4, 8, 10, 16, 32])
-    ax.set_xticklabels(["2x", "4x", "8x", "10x", "16x", "32x"], fontsize=7)
-    ax.minorticks_off()
+    log2_ratio_axis(ax, [2, 4, 8, 10, 16, 32], _RIGHT, ["2x", "4x", "8x", "10x", "16x", "32x"])
     ax.set_ylim(86, 95)
     ax.set_xlabel("compression ratio (trainable variables, log)")
     ax.set_ylabel("test accuracy (%)")
@@ -258,7 +180,7 @@ def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFra
          out_dir: Path) -> list[Path]:
     plt = _plt()
     dense = dense_reference(dense_frame)
-    seeds = sorted(int(s) for s in comp["seed"].dropna().unique())
+    seeds = seed_list(comp)
     caption = (f"Structured multi-hashing (Eban et al., CVPR 2020) — {experiment}, seeds {seeds} ({len(seeds)}), "
                f"{len(comp) + len(dense_frame)} tracked runs ({len(comp)} compressed, {len(dense_frame)} dense)\n"
                f"equal budgets: {budget}")
@@ -267,7 +189,7 @@ def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFra
     _published(axes[1])
     fig.suptitle(caption, fontsize=9)
     fig.tight_layout()
-    name = f"multihash_{experiment.replace('/', '__')}"
+    name = f"multihash_{experiment_slug(experiment)}"
     written = _save(fig, out_dir / name)
     caption = caption.replace("\n", "; ")
     written += _write_table(accuracy_table(comp), out_dir / f"{name}_accuracy", f"Accuracy at each budget — {caption}")
@@ -280,10 +202,5 @@ def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFra
 @register("multihash", experiments=EXPERIMENTS)
 def figure(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
     """The multihash figure and tables for every dataset/model with runs of the variants; [] when none."""
-    written: list[Path] = []
-    for experiment, (comp, dense, budget) in select(runs).items():
-        written += draw(experiment, comp, dense, budget, out_dir)
-    if written:
-        written += _write_table(published_table(), out_dir / "multihash_published",
-                                "Published: Eban et al. 2020, abstract claims, CIFAR-10 ResNet-32")
-    return written
+    return draw_selected(select(runs), draw, out_dir, published_table, "multihash_published",
+                         "Published: Eban et al. 2020, abstract claims, CIFAR-10 ResNet-32")

@@ -32,7 +32,6 @@ the classifier and counts conv/linear weights; model selection on validation, no
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,16 @@ from typing import Any
 import numpy as np
 
 from bench.papers import register
+from bench.papers.common import (
+    budget_runs, changed_params, common_args, draw_each_experiment, experiment_slug, iterative_magnitude,
+    labelled_runs, magnitude_label, num, ordered, pm, ratios_arg, step_history,
+)
 
-DATASET, INPUT_SHAPE, NUM_CLASSES = "fashion-mnist", (1, 28, 28), 10
+DATASET = "fashion-mnist"  # 28x28, 10 classes: the shape ``lt_rounds`` counts for by default
 MODEL = "mlp"
 RATIOS = (2, 4, 8, 16, 32)
 ADAPTIVE_RATIOS = (2, 16)
 SEEDS, EPOCHS, FINETUNE_EPOCHS = 3, 10, 2
-LT_FRACTION = 0.2  # lottery-ticket pruning rate per round (SAP's "lt" baseline, P = 0.2)
 
 ADAPTIVE = ("sap", "lq")
 HISTORY_KEYS = ("round_ratio", "round_val_acc", "round_val_acc_pruned", "round_pq_index", "round_forced")
@@ -69,42 +71,6 @@ PUBLISHED_SETTING = "CIFAR-10 / CNN (poster Fig. 2, approximate)"
 
 # ------------------------------------------------------------------ experiments
 
-def lt_rounds(model: str, ratio: float, fraction: float = LT_FRACTION, input_shape: tuple[int, ...] = INPUT_SHAPE,
-              num_classes: int = NUM_CLASSES, **model_kwargs: Any) -> int:
-    """Rounds of "remove ``fraction`` of the surviving prunable weights" needed to reach ``ratio``.
-
-    Counts the schedule keep_k = round(N·(1 − fraction)^k) while it stays above the budget, plus the final
-    (trimmed) round: the count of SuRP's iterative mode (s_k = 1 − 0.8^k), so iterative magnitude run with
-    this many geometric rounds gets as many fine-tunes and removes ≈``fraction`` per round.
-    """
-    from bench.models import create_model
-    from methods.common.pruning import keep_count, prunable_tensors
-
-    net = create_model(model, input_shape, num_classes, **model_kwargs)
-    tensors = prunable_tensors(net)
-    total = sum(getattr(m, n).numel() for m, n in tensors)
-    final = keep_count(net, ratio, tensors)
-    k = 1
-    while round(total * (1 - fraction) ** k) > final:
-        k += 1
-    return k
-
-
-def common_args(dataset: str, model: str, seeds: int, epochs: int, finetune_epochs: int) -> list[str]:
-    return ["--dataset", dataset, "--model", model, "--seeds", str(seeds), "--epochs", str(epochs),
-            "--finetune-epochs", str(finetune_epochs), "--threads", "1"]
-
-
-def ratios_arg(ratios: tuple[float, ...]) -> list[str]:
-    return ["--ratios", ",".join(f"{r:g}" for r in ratios)]
-
-
-def iterative_magnitude(model: str, ratios: tuple[float, ...], common: list[str]) -> list[list[str]]:
-    """One ``bench`` call per ratio: ``rounds`` differs by ratio so each round removes ≈20 % of survivors."""
-    return [["bench", "--method", "magnitude", "--param", "schedule=iterative", "--param",
-             f"rounds={lt_rounds(model, r)}", *ratios_arg((r,)), *common] for r in ratios]
-
-
 def build_experiments() -> list[list[str]]:
     common = common_args(DATASET, MODEL, SEEDS, EPOCHS, FINETUNE_EPOCHS)
     return [
@@ -119,39 +85,7 @@ def build_experiments() -> list[list[str]]:
 EXPERIMENTS = build_experiments()
 
 
-# ------------------------------------------------------------------ tidy helpers (shared with surp.py)
-
-def _defaults(method: str) -> dict[str, str]:
-    import methods
-
-    return {k: str(v) for k, v in dataclasses.asdict(methods.get(method)()).items()}
-
-
-def num(text: Any) -> str:
-    """A parameter value as logged ("1.0") in its short form ("1"); non-numbers unchanged."""
-    try:
-        return f"{float(text):g}"
-    except (TypeError, ValueError):
-        return str(text)
-
-
-def changed_params(method: str, params: dict[str, str], named: set[str]) -> str:
-    """" [k=v, ...]" for parameters outside ``named`` that differ from the method's defaults, else ""."""
-    defaults = _defaults(method)
-    extra = [f"{k}={num(v)}" for k, v in sorted(params.items())
-             if k in defaults and k not in named and num(defaults[k]) != num(v)]
-    return f" [{', '.join(extra)}]" if extra else ""
-
-
-def magnitude_label(params: dict[str, str], prefix: str = "magnitude") -> str | None:
-    """One-shot or iterative magnitude (None for the random control or bias pruning: not a baseline here)."""
-    if params.get("random", "False") == "True" or params.get("prune_bias", "False") == "True":
-        return None
-    iterative = params.get("schedule", "one-shot") == "iterative"
-    base = f"{prefix}, iterative (≈20 %/round)" if iterative else f"{prefix}, one-shot"
-    # rounds vary with the ratio by design (lt_rounds), so they do not split the curve
-    return base + changed_params("magnitude", params, {"schedule", "rounds"})
-
+# ------------------------------------------------------------------ series
 
 def series_label(method: str, params: dict[str, str]) -> str | None:
     """The figure's curve for a run: SAP by (p, q), the seed ℓq rule, magnitude by schedule (None: not drawn).
@@ -176,40 +110,6 @@ def color_of(series: str, order: list[str], known: tuple[str, ...] = SERIES_ORDE
     return f"C{(len(known) + order.index(series)) % 10}"
 
 
-def ordered(series: Any, known: tuple[str, ...] = SERIES_ORDER) -> list[str]:
-    return sorted(set(series), key=lambda s: (known.index(s) if s in known else len(known), s))
-
-
-def budget_runs(runs: "pandas.DataFrame", comp: "pandas.DataFrame") -> tuple["pandas.DataFrame", "pandas.DataFrame", str]:
-    """Keep the (baseline epochs, fine-tune epochs) budget most of ``comp`` used, for compressed runs and the
-    dense references alike, so curves never mix budgets. Returns (runs, comp, a caption fragment)."""
-    def key(df: "pandas.DataFrame") -> "pandas.Series":
-        return df["baseline.epochs"].astype(str) + "/" + df["finetune.epochs"].astype(str)
-
-    if comp.empty or "finetune.epochs" not in comp or "baseline.epochs" not in comp:
-        return runs, comp, ""
-    chosen = key(comp).value_counts().index[0]
-    comp = comp[key(comp) == chosen]
-    base, ft = chosen.split("/")
-    dense_ok = (runs["kind"] == "baseline") & (runs["baseline.epochs"].astype(str) == base)
-    control_ok = (runs["kind"] == "control") & (key(runs) == chosen)
-    runs = runs[dense_ok | control_ok | runs["run_id"].isin(comp["run_id"])]
-    return runs, comp, f"baseline {base} epochs, fine-tune {ft} epochs"
-
-
-def labelled_runs(runs: "pandas.DataFrame", label: Any = series_label) -> "pandas.DataFrame":
-    """Compressed runs with a ``series`` (from ``label``; unlabelled runs dropped), ``remaining_pct`` = 100/ratio
-    and ``requested`` (the requested ratio, rounded)."""
-    comp = runs[runs["kind"] == "compressed"].copy()
-    if comp.empty:
-        return comp.assign(series=[], remaining_pct=[], requested=[])
-    comp["series"] = [label(m, p) for m, p in zip(comp["method"], comp["method_params"])]
-    comp = comp[comp["series"].notna()].copy()
-    comp["remaining_pct"] = 100.0 / comp["compression_ratio"]
-    comp["requested"] = comp["requested_ratio"].round(3)
-    return comp
-
-
 def accuracy_table(comp: "pandas.DataFrame") -> "pandas.DataFrame":
     """Mean ± std over seeds of the final (fine-tuned) accuracy per series and requested ratio."""
     agg = comp.groupby(["series", "requested"]).agg(
@@ -222,18 +122,11 @@ def accuracy_table(comp: "pandas.DataFrame") -> "pandas.DataFrame":
     for col in ("acc_std", "val_acc_std", "pq_index_std"):
         agg[col] = agg[col].fillna(0.0)
     agg["forced_runs"] = agg["forced_runs"].astype(int)
-    agg["acc (mean ± std, %)"] = [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(agg["acc_mean"], agg["acc_std"])]
+    agg["acc (mean ± std, %)"] = [pm(100 * m, 100 * s) for m, s in zip(agg["acc_mean"], agg["acc_std"])]
     return agg.rename(columns={"requested": "requested_ratio"})
 
 
 # ------------------------------------------------------------------ per-round trajectories
-
-def tracker_for(runs: "pandas.DataFrame") -> Any:
-    """The store ``runs`` came from: ``runs.attrs['tracking_uri']`` when set, else the default store."""
-    from bench.tracking import Tracker
-
-    return Tracker(runs.attrs.get("tracking_uri"))
-
 
 def round_histories(comp: "pandas.DataFrame", tracker: Any) -> "pandas.DataFrame":
     """Every adaptive run's per-round step metrics, one row per (run, round).
@@ -245,10 +138,7 @@ def round_histories(comp: "pandas.DataFrame", tracker: Any) -> "pandas.DataFrame
 
     rows = []
     for run in comp[comp["method"].isin(ADAPTIVE)].itertuples(index=False):
-        history: dict[int, dict[str, float]] = {}
-        for key in HISTORY_KEYS:
-            for m in tracker.client.get_metric_history(run.run_id, key):
-                history.setdefault(int(m.step), {})[key] = float(m.value)
+        history = step_history(tracker, run.run_id, HISTORY_KEYS)
         if history and "round_val_acc" not in history[max(history)]:
             history[max(history)]["round_val_acc"] = float(run.val_acc_top1)
         rows += [{"series": run.series, "seed": run.seed, "run_id": run.run_id, "requested_ratio": run.requested_ratio,
@@ -468,14 +358,14 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
     """The figure and tables for one dataset/model; [] when it holds no ``sap``/``lq`` runs."""
     from bench.figures import _caption, _plt, _save, _write_table
 
-    comp = labelled_runs(runs)
+    comp = labelled_runs(runs, series_label)
     if comp.empty or not comp["method"].isin(ADAPTIVE).any():
         return []
     runs, comp, budget = budget_runs(runs, comp)
     histories = round_histories(comp, tracker)
     comp = comp.assign(forced=comp["run_id"].isin(forced_runs(histories)))
     caption = f"{_caption(runs, experiment)}; {budget}"
-    order = ordered(comp["series"])
+    order = ordered(comp["series"], SERIES_ORDER)
     points = accuracy_table(comp)
     traj = trajectories(histories)
     rounds = rounds_table(traj)
@@ -491,7 +381,7 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
                  "ours: no rewinding, each round fine-tunes with the shared budget, selection on validation; "
                  "remaining = 1 / compression ratio (ShrinkBench count)", fontsize=9)
     fig.tight_layout()
-    folder = out_dir / experiment.replace("/", "__")
+    folder = out_dir / experiment_slug(experiment)
     written = _save(fig, folder / "sap_figure")
     written += _write_table(points, folder / "sap_accuracy", f"Final accuracy per series and ratio — {caption}")
     if len(rounds):
@@ -507,10 +397,4 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
 @register("sap", experiments=EXPERIMENTS)
 def figure(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
     """The SAP / ℓq figure and tables for every dataset/model holding ``sap`` or ``lq`` runs."""
-    if runs.empty or "method" not in runs:
-        return []
-    tracker = tracker_for(runs)
-    written: list[Path] = []
-    for experiment, group in runs.groupby("experiment"):
-        written += draw_experiment(group, experiment, out_dir, tracker)
-    return written
+    return draw_each_experiment(runs, draw_experiment, out_dir)

@@ -30,11 +30,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.papers import register
-from bench.papers.sap import (budget_runs, changed_params, common_args, iterative_magnitude, labelled_runs,
-                              magnitude_label, ordered, ratios_arg, tracker_for)
+from bench.papers.common import (budget_runs, changed_params, common_args, draw_each_experiment, experiment_slug,
+                                 iterative_magnitude, labelled_runs, magnitude_label, ordered, pm, ratios_arg,
+                                 step_history)
 
 DATASET, MODEL = "fashion-mnist", "lenet300"
 RATIOS = (2, 4, 8, 16, 32)
@@ -84,7 +83,7 @@ def accuracy_table(comp: "pandas.DataFrame") -> "pandas.DataFrame":
     ).reset_index()
     for col in ("acc_std", "before_ft_std"):
         agg[col] = agg[col].fillna(0.0)
-    agg["acc (mean ± std, %)"] = [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(agg["acc_mean"], agg["acc_std"])]
+    agg["acc (mean ± std, %)"] = [pm(100 * m, 100 * s) for m, s in zip(agg["acc_mean"], agg["acc_std"])]
     return agg.rename(columns={"requested": "requested_ratio"})
 
 
@@ -127,10 +126,7 @@ def rate_curves(comp: "pandas.DataFrame", tracker: Any) -> "pandas.DataFrame":
 
     rows = []
     for run in comp[comp["series"] == SURP_ONE_SHOT].itertuples(index=False):
-        history: dict[int, dict[str, float]] = {}
-        for key in RATE_KEYS:
-            for m in tracker.client.get_metric_history(run.run_id, key):
-                history.setdefault(int(m.step), {})[key] = float(m.value)
+        history = step_history(tracker, run.run_id, RATE_KEYS)
         rows += [{"run_id": run.run_id, "seed": run.seed, "requested_ratio": run.requested_ratio, "step": step,
                   **values} for step, values in sorted(history.items())]
     return pd.DataFrame(rows, columns=["run_id", "seed", "requested_ratio", "step", *RATE_KEYS])
@@ -220,7 +216,7 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
                  "same shared fine-tune for every run; iterative runs fine-tune between rounds (as many rounds for "
                  "both); only conv/linear weights but the classifier are pruned", fontsize=9)
     fig.tight_layout()
-    folder = out_dir / experiment.replace("/", "__")
+    folder = out_dir / experiment_slug(experiment)
     written = _save(fig, folder / "surp_figure")
     written += _write_table(points, folder / "surp_accuracy", f"Accuracy per series and ratio — {caption}")
     if len(versus):
@@ -236,10 +232,4 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
 @register("surp", experiments=EXPERIMENTS)
 def figure(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
     """The SuRP figure and tables for every dataset/model holding ``rate-distortion`` runs."""
-    if runs.empty or "method" not in runs:
-        return []
-    tracker = tracker_for(runs)
-    written: list[Path] = []
-    for experiment, group in runs.groupby("experiment"):
-        written += draw_experiment(group, experiment, out_dir, tracker)
-    return written
+    return draw_each_experiment(runs, draw_experiment, out_dir)
