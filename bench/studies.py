@@ -7,8 +7,10 @@ tracked MLflow runs it left RUNNING are closed as KILLED.
 """
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench.config import results_dir
 
@@ -107,3 +109,41 @@ def make_storage(url: str | None, tracking_uri: str) -> Any:
         raise StorageError(f"storage {url!r}: {e}; install the database driver it names") from None
     except sqlalchemy.exc.OperationalError as e:
         raise StorageError(f"cannot reach storage {url!r}: {str(e.orig).strip().splitlines()[0]}") from None
+
+
+@contextmanager
+def study_lock(storage: Any, name: str, timeout: float = 300.0, stale_after: float = 120.0) -> Iterator[None]:
+    """A mutex across processes and machines for check-then-act steps on one study (finding or creating
+    the sweep's parent run, enqueuing the missing grid points), built from the storage's unique study names
+    so it works on every Optuna storage. A lock older than ``stale_after`` seconds (its holder died) is broken.
+    """
+    import optuna
+    from optuna.study import StudyDirection
+
+    lock_name = f"{name}#lock"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lock_id = storage.create_new_study([StudyDirection.MINIMIZE], lock_name)
+            storage.set_study_user_attr(lock_id, "acquired", time.time())
+            break
+        except optuna.exceptions.DuplicatedStudyError:
+            try:
+                holder = storage.get_study_id_from_name(lock_name)
+                acquired = storage.get_study_user_attrs(holder).get("acquired")
+                if acquired is not None and time.time() - acquired > stale_after:
+                    storage.delete_study(holder)
+                    continue
+            except KeyError:  # released between our attempt and the look-up
+                continue
+            if time.monotonic() > deadline:
+                raise StorageError(f"study {name!r} stayed locked for {timeout:.0f}s by another worker "
+                                   f"(lock study {lock_name!r}); delete it if no sweep is running") from None
+            time.sleep(0.2)
+    try:
+        yield
+    finally:
+        try:
+            storage.delete_study(lock_id)
+        except KeyError:  # broken as stale by another process
+            pass

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.config import ExperimentConfig, _frozen, content_hash
-from bench.studies import OBJECTIVES, make_storage
+from bench.studies import OBJECTIVES, make_storage, study_lock
 
 DEFAULT_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
 
@@ -287,15 +287,17 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     storage = make_storage(cfg.storage, tracking_uri)  # a bad storage URL fails before anything is written
     tracker = Tracker(tracking_uri)
-    # Created once here, before any worker starts (workers racing on a fresh SQLite schema fail).
+    # Created once here, before any worker starts (workers racing on a fresh SQLite schema fail); the
+    # lock keeps several machines starting together from creating two parent runs.
     study = optuna.create_study(study_name=cfg.study_name(), storage=storage, load_if_exists=True,
                                 directions=["maximize", "maximize"], sampler=_make_sampler(cfg, 0))
-    study.set_metric_names(list(OBJECTIVES))
-    for key, value in {"method": cfg.template.method, "dataset": cfg.template.dataset, "model": cfg.template.model,
-                       "mode": cfg.mode, "seeds": cfg.seeds, "target": cfg.target,
-                       "method_params": dict(cfg.template.method_params)}.items():
-        study.set_user_attr(key, value)
-    parent = _parent_run(cfg, tracker, study)
+    with study_lock(storage, cfg.study_name()):
+        study.set_metric_names(list(OBJECTIVES))
+        for key, value in {"method": cfg.template.method, "dataset": cfg.template.dataset,
+                           "model": cfg.template.model, "mode": cfg.mode, "seeds": cfg.seeds, "target": cfg.target,
+                           "method_params": dict(cfg.template.method_params)}.items():
+            study.set_user_attr(key, value)
+        parent = _parent_run(cfg, tracker, study)
     _log(cfg, f"study {cfg.study_name()} (storage {cfg.storage or 'results/optuna.db'}), MLflow parent run {parent}")
     status = "FAILED"
     try:
@@ -303,8 +305,9 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
         for _ in range(cfg.max_retries + 2):
             optuna.storages.fail_stale_trials(study)
             if cfg.mode == "grid":
-                for ratio in _missing_grid_points(cfg, study):
-                    study.enqueue_trial({"ratio": ratio})
+                with study_lock(storage, cfg.study_name()):  # other machines may be enqueuing the same points
+                    for ratio in _missing_grid_points(cfg, study):
+                        study.enqueue_trial({"ratio": ratio})
                 if _state_counts(study).get("WAITING", 0) == 0 and _state_counts(study).get("RUNNING", 0) == 0:
                     break
             elif _state_counts(study).get("COMPLETE", 0) >= cfg.target:
