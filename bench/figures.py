@@ -139,6 +139,9 @@ def operating_points(runs: "pandas.DataFrame") -> "pandas.DataFrame":
         latency_ms_b256=("latency_ms_b256", "mean"),
     ).reset_index()
     agg["acc_std"] = agg["acc_std"].fillna(0.0)
+    if "finetune_epochs_total" in comp:  # iterative methods fine-tune between rounds: show the real budget
+        budget = comp.groupby(["variant", "requested"])["finetune_epochs_total"].mean().rename("finetune_epochs")
+        agg = agg.merge(budget.reset_index(), on=["variant", "requested"], how="left")
     return agg
 
 
@@ -249,8 +252,9 @@ def _markdown(df: "pandas.DataFrame") -> str:
 
 
 def summary_table(points: "pandas.DataFrame") -> "pandas.DataFrame":
-    out = points[["variant", "requested", "ratio_mean", "ratio_min", "ratio_max", "n", "acc_mean", "acc_std",
-                  "acc_before_ft", "theoretical_speedup", "measured_speedup"]].copy()
+    columns = ["variant", "requested", "ratio_mean", "ratio_min", "ratio_max", "n", "acc_mean", "acc_std",
+               "acc_before_ft", "theoretical_speedup", "measured_speedup"]
+    out = points[columns + [c for c in ("finetune_epochs",) if c in points]].copy()
     out["acc (mean ± std)"] = [f"{m * 100:.2f} ± {s * 100:.2f}" for m, s in zip(out["acc_mean"], out["acc_std"])]
     return out.rename(columns={"requested": "requested_ratio", "ratio_mean": "achieved_ratio"})
 

@@ -103,11 +103,18 @@ def build_method(config: ExperimentConfig) -> methods.Method:
 
 
 def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Baseline,
-             steps: list[tuple[dict[str, float], int]], progress: bool) -> Context:
+             steps: list[tuple[dict[str, float], int]], progress: bool, budget: dict[str, int]) -> Context:
     teacher = clone(baseline.model).eval()
+
+    def finetune(model: nn.Module) -> nn.Module:
+        # Counted: iterative methods fine-tune between rounds, so their total budget is a multiple of
+        # the shared one, and a fair comparison has to show it.
+        budget["finetune_calls"] += 1
+        return fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator)
+
     return Context(
         data=data, seed=config.seed,
-        finetune=lambda m: fit(m, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator),
+        finetune=finetune,
         fit=lambda m, recipe, teacher=None, kd_weight=0.0, temperature=1.0: fit(
             m, recipe, data, config.seed, teacher=teacher, kd_weight=kd_weight, temperature=temperature,
             progress=progress, accelerator=config.accelerator),
@@ -130,7 +137,9 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
 
     start = time.perf_counter()
     try:
-        compressed = method.compress(clone(baseline.model), config.ratio, _context(config, data, baseline, steps, progress))
+        budget = {"finetune_calls": 0}
+        compressed = method.compress(clone(baseline.model), config.ratio,
+                                     _context(config, data, baseline, steps, progress, budget))
         achieved = params_total(baseline.model) / max(params_effective(compressed), 1)
         if abs(achieved / config.ratio - 1) > RATIO_TOLERANCE:
             raise RuntimeError(f"{config.method} returned {achieved:.3f}x for a requested {config.ratio:g}x "
@@ -163,6 +172,8 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
         metrics.update(
             requested_ratio=config.ratio, ratio_error=metrics["compression_ratio"] / config.ratio - 1,
             compress_seconds=compress_seconds, finetune_seconds=finetune_seconds,
+            finetune_epochs_in_method=budget["finetune_calls"] * config.finetune.epochs,
+            finetune_epochs_total=(budget["finetune_calls"] + 1) * config.finetune.epochs,
             baseline_acc_top1=baseline.test_acc, control_acc_top1=control["acc_top1"],
             acc_drop=baseline.test_acc - metrics["acc_top1"],
             acc_drop_vs_control=control["acc_top1"] - metrics["acc_top1"],

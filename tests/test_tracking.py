@@ -82,3 +82,11 @@ def test_unreachable_ratio_writes_nothing_to_the_store(store, tmp_path):
     with pytest.raises(methods.CompressionError, match="out of reach"):
         run_experiment(_config(ratio=5000, dataset="digits", model="lenet300", model_options={}), store)
     assert store.client.get_experiment_by_name("digits/lenet300") is None
+
+
+def test_fine_tuning_inside_a_method_is_counted_in_the_budget(store):
+    one_shot = run_experiment(_config(dataset="digits", model="mlp", model_options={"widths": (24, 12)}), store)
+    iterative = run_experiment(_config(dataset="digits", model="mlp", model_options={"widths": (24, 12)},
+                                       method_params={"schedule": "iterative", "rounds": 3}), store)
+    assert one_shot.metrics["finetune_epochs_total"] == 1 and one_shot.metrics["finetune_epochs_in_method"] == 0
+    assert iterative.metrics["finetune_epochs_total"] == 3 and iterative.metrics["finetune_epochs_in_method"] == 2
