@@ -75,6 +75,24 @@ def _with_postgres_driver(url: str) -> str:
                        "(it is in the dev extra: pip install -e '.[dev]')")
 
 
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], tracking_uri: str, attempts: int = 6) -> Any:
+    """RDBStorage, retried while another machine is creating the same fresh schema: concurrent CREATE TABLEs
+    on one new database collide (PostgreSQL: a unique violation in pg_type); once one wins, the tables exist."""
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=CloseKilledRuns(tracking_uri))
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def make_storage(url: str | None, tracking_uri: str) -> Any:
     """An Optuna storage for ``url`` (None: the default SQLite file); raises StorageError clearly."""
     import optuna
@@ -100,9 +118,7 @@ def make_storage(url: str | None, tracking_uri: str) -> Any:
     elif url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=CloseKilledRuns(tracking_uri))
+        return _rdb_storage(url, engine_kwargs, tracking_uri)
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as e:
         raise StorageError(f"storage URL {url!r} is malformed ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     except ImportError as e:  # a URL naming a driver that is not installed (mysql://, postgresql+pg8000://)
