@@ -5,7 +5,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,3 @@ class ExperimentConfig:
         out.update(self.baseline.as_params("baseline"))
         out.update(self.finetune.as_params("finetune"))
         return out
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI or the SQLite file under results/
-    experiment: str | None = None  # None: "<dataset>/<model>"
-    tags: tuple[tuple[str, str], ...] = field(default_factory=tuple)

@@ -103,6 +103,7 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
         "dataset": df["tags.dataset"], "model": df["tags.model"], "kind": df["tags.kind"],
         "method": df["tags.method"], "seed": pd.to_numeric(df["tags.seed"], errors="coerce"),
         "study": df.get("tags.study", pd.Series(index=df.index, dtype=object)),
+        "start_time": df["start_time"],
     })
     for col in [c for c in df.columns if c.startswith("metrics.")]:
         out[col[len("metrics."):]] = df[col]
@@ -129,6 +130,10 @@ def operating_points(runs: "pandas.DataFrame") -> "pandas.DataFrame":
     if comp.empty:
         return comp
     comp["requested"] = comp["requested_ratio"].round(3)
+    # The same configuration and seed run again (a 3-seed study after a 1-seed one) is one observation,
+    # not two: keep the newest, so means and stds count each seed once.
+    same = ["variant", "requested", "seed"] + [c for c in comp.columns if c.startswith(("dataset.", "finetune.", "baseline."))]
+    comp = comp.sort_values("start_time").drop_duplicates(same, keep="last")
     agg = comp.groupby(["variant", "requested"]).agg(
         n=("acc_top1", "size"), acc_mean=("acc_top1", "mean"), acc_std=("acc_top1", "std"),
         val_mean=("val_acc_top1", "mean"), ratio_mean=("compression_ratio", "mean"),
