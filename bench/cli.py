@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "reproduce":
             return _reproduce(args)
         sweep = sweep_from_args(args) if args.command == "bench" else None
-        configs = configs_from_args(args)
+        configs = [sweep.template] if sweep is not None else configs_from_args(args)
         if args.threads is not None:
             import torch
 

@@ -194,14 +194,12 @@ def _method_params(method: methods.Method) -> dict[str, Any]:
 
 def _record_failure(tracker: Tracker, config: ExperimentConfig, method: methods.Method, parent_run_id: str | None,
                     extra_tags: dict[str, Any] | None, error: BaseException) -> None:
-    tags = _tags(config, "compressed", config.method, extra_tags)
-    try:
-        with tracker.run(experiment_name(config), f"{config.method}-{config.ratio:g}x-s{config.seed}", tags,
-                         parent_run_id) as run_id:
-            tracker.log_params(run_id, {**config.params(), **_method_params(method)})
-            raise error
-    except BaseException:
-        pass  # the run is now FAILED (or KILLED); the caller re-raises the original error
+    """A run for a method that crashed or was interrupted before its run opened: FAILED (KILLED on Ctrl-C)."""
+    tags = {**_tags(config, "compressed", config.method, extra_tags), "error": f"{type(error).__name__}: {error}"[:5000]}
+    run_id = tracker.start(experiment_name(config), f"{config.method}-{config.ratio:g}x-s{config.seed}", tags,
+                           parent_run_id)
+    tracker.log_params(run_id, {**config.params(), **_method_params(method)})
+    tracker.finish(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

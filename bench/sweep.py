@@ -308,7 +308,8 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
                 with study_lock(storage, cfg.study_name()):  # other machines may be enqueuing the same points
                     for ratio in _missing_grid_points(cfg, study):
                         study.enqueue_trial({"ratio": ratio})
-                if _state_counts(study).get("WAITING", 0) == 0 and _state_counts(study).get("RUNNING", 0) == 0:
+                counts = _state_counts(study)
+                if counts.get("WAITING", 0) == 0 and counts.get("RUNNING", 0) == 0:
                     break
             elif _state_counts(study).get("COMPLETE", 0) >= cfg.target:
                 break
