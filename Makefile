@@ -8,10 +8,13 @@ RESULTS   ?= results
 METHOD    ?= magnitude
 DATASET   ?= fashion-mnist
 MODEL     ?= lenet300
-RATIOS    ?= 2,4,8,16,32
-SEEDS     ?= 1
-EPOCHS    ?= 10
-FINETUNE_EPOCHS ?= 2
+PROTOCOL  ?= fair
+# Unset, these come from the protocol (bench/protocol.py); set, they override it (and change its hash).
+RATIOS    ?=
+SEEDS     ?=
+EPOCHS    ?=
+FINETUNE_EPOCHS ?=
+FINETUNE_LR ?=
 PARAMS    ?=
 TRIALS    ?=
 WORKERS   ?= 1
@@ -26,7 +29,8 @@ PYTEST_ARGS ?=
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: METHOD=$(METHOD) DATASET=$(DATASET) MODEL=$(MODEL) RATIOS=$(RATIOS) SEEDS=$(SEEDS) EPOCHS=$(EPOCHS) FINETUNE_EPOCHS=$(FINETUNE_EPOCHS) PARAMS='k=v ...'"
+	@echo "  variables: METHOD=$(METHOD) DATASET=$(DATASET) MODEL=$(MODEL) PROTOCOL=$(PROTOCOL) (fair|quick) WORKERS=$(WORKERS) PARAMS='k=v ...'"
+	@echo "  overrides of the protocol (unset: the protocol's): RATIOS=2,4,... SEEDS=n EPOCHS=n FINETUNE_EPOCHS=n FINETUNE_LR=a,b"
 
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies (CPU torch 2.13.0)
 
@@ -40,9 +44,11 @@ $(VENV)/.installed: pyproject.toml
 data: setup  ## fetch DATASET (offline-first: local copy, Debian package, then the public mirror)
 	$(BIN)/python -m bench fetch $(DATASET)
 
-bench: setup data  ## Optuna study of METHOD: grid over RATIOS, or TRIALS tpe trials; SEEDS seeds; WORKERS processes
-	$(BIN)/python -m bench bench --method $(METHOD) --dataset $(DATASET) --model $(MODEL) --ratios $(RATIOS) \
-		--seeds $(SEEDS) --epochs $(EPOCHS) --finetune-epochs $(FINETUNE_EPOCHS) --workers $(WORKERS) \
+bench: setup data  ## Optuna study of METHOD under PROTOCOL: grid over its ratios x lr candidates (or TRIALS tpe trials), with its controls
+	$(BIN)/python -m bench bench --method $(METHOD) --dataset $(DATASET) --model $(MODEL) --protocol $(PROTOCOL) \
+		--workers $(WORKERS) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FINETUNE_EPOCHS),--finetune-epochs $(FINETUNE_EPOCHS)) \
+		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(foreach p,$(PARAMS),--param $(p))
 
 test: setup  ## run the test suite (fetches Fashion-MNIST for the data tests)

@@ -15,11 +15,9 @@ import datasets
 import methods
 from bench.config import ExperimentConfig
 from bench.models import list_models
-from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE
+from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, ProtocolError, get_protocol
 from bench.registry import UnknownNameError
 from methods.common.params import ParamError, describe, parse_assignments
-
-DEFAULT_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
 
 
 class UsageError(ValueError):
@@ -66,6 +64,9 @@ def _epilog() -> str:
                      + ("; ".join(describe(cls)) or "none"))
     lines.append("datasets: " + ", ".join(datasets.list_datasets()))
     lines.append("models:   " + ", ".join(list_models()))
+    lines.append("protocols:")
+    for name, protocol in PROTOCOLS.items():
+        lines.append(f"  {name:16s} {protocol.caption()}")
     return "\n".join(lines)
 
 
@@ -76,9 +77,13 @@ def _experiment_args(p: argparse.ArgumentParser, ratio_flag: bool) -> None:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--model", default="lenet300")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter (repeatable)")
-    p.add_argument("--epochs", default=str(BASELINE_RECIPE.epochs), help="dense baseline training epochs")
-    p.add_argument("--finetune-epochs", default=str(FINETUNE_RECIPE.epochs), help="the shared fine-tune budget (epochs)")
-    p.add_argument("--finetune-lr", default=str(FINETUNE_RECIPE.lr))
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
+                   help=f"comparison protocol: {', '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL}; see below)")
+    p.add_argument("--epochs", default=None, help="override the protocol's dense baseline epochs")
+    p.add_argument("--finetune-epochs", default=None,
+                   help="override the protocol's fine-tune epochs (under an equal budget: the extra budget E)")
+    p.add_argument("--finetune-lr", default=None,
+                   help="override the protocol's learning-rate candidates with one or more (comma-separated)")
     p.add_argument("--train-limit", default=None, help="use only the first N training images (quick runs)")
     p.add_argument("--threads", default=None, help="torch threads for this process")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPU where present), cpu, gpu")
@@ -97,11 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _experiment_args(run, ratio_flag=True)
     run.add_argument("--seed", default="0")
+    run.add_argument("--lr", default=None, help="run only this learning-rate candidate (default: every candidate of "
+                                                "the protocol; the one with the best validation accuracy is marked)")
     bench = sub.add_parser("bench", help="a method at several ratios and seeds", epilog=_epilog(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     _experiment_args(bench, ratio_flag=False)
-    bench.add_argument("--ratios", default=",".join(f"{r:g}" for r in DEFAULT_RATIOS), help="grid mode's ratios")
-    bench.add_argument("--seeds", default="1", help="number of seeds (0, 1, ... n-1), each with its own baseline")
+    bench.add_argument("--ratios", default=None, help="grid mode's ratios (default: the protocol's operating points)")
+    bench.add_argument("--seeds", default=None, help="number of seeds (0, 1, ... n-1), each with its own baseline "
+                                                     "(default: the protocol's)")
     bench.add_argument("--mode", default=None,
                        help="grid (the ratios above; the default) or tpe (Optuna suggests ratio and method "
                             "hyperparameters; the default when --trials is given)")
@@ -119,6 +127,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_float(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{what} must be a positive number, got {text!r}") from None
+    if not value > 0 or math.isnan(value) or math.isinf(value):
+        raise UsageError(f"{what} must be a positive number, got {text!r}")
+    return value
+
+
+def protocol_from_args(args: argparse.Namespace) -> Protocol:
+    """The named protocol with the budget flags applied (a changed protocol has its own hash)."""
+    protocol = get_protocol(args.protocol)
+    changes: dict[str, Any] = {}
+    if args.epochs is not None:
+        from dataclasses import replace
+
+        changes["baseline"] = replace(protocol.baseline, epochs=_int(args.epochs, "--epochs", 0))
+    if args.finetune_epochs is not None:
+        from dataclasses import replace
+
+        epochs = _int(args.finetune_epochs, "--finetune-epochs", 0)
+        changes["finetune"] = replace(protocol.finetune, epochs=epochs)
+        changes["extra_epochs"] = epochs
+    if args.finetune_lr is not None:
+        parts = [p for p in args.finetune_lr.split(",") if p.strip()]
+        if not parts:
+            raise UsageError("--finetune-lr needs at least one positive number, e.g. 1e-3 or 1e-3,3e-3")
+        changes["lr_candidates"] = tuple(_positive_float(p, "--finetune-lr") for p in parts)
+    if getattr(args, "ratios", None) is not None:
+        changes["ratios"] = parse_ratios(args.ratios)
+    if getattr(args, "seeds", None) is not None:
+        changes["seeds"] = _int(args.seeds, "--seeds", 1)
+    return protocol.with_overrides(**changes)
+
+
+def _check_budget(protocol: Protocol, method: str, params: dict[str, Any]) -> None:
+    """Under an equal budget a train-time method's pinned epochs must equal the protocol's from-scratch epochs."""
+    cls = methods.get(method)
+    if not protocol.equal_budget or cls.family != "train-time" or "epochs" not in params:
+        return
+    allowed = protocol.baseline.epochs + protocol.extra_epochs
+    pinned = _int(str(params["epochs"]), f"{method} epochs", 1)
+    if pinned != allowed:
+        raise UsageError(f"{method} epochs={pinned} breaks the {protocol.name} protocol's equal budget: every arm "
+                         f"trains {allowed} epochs from initialisation ({protocol.baseline.epochs} + "
+                         f"{protocol.extra_epochs}); drop the epochs parameter, or use --protocol quick")
+
+
 def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
     """Validate every argument and build the experiment configurations; raises UsageError/ParamError."""
     _check_name("method", args.method, methods.list_methods())
@@ -126,31 +183,21 @@ def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
     _check_name("model", args.model, list_models())
     params = parse_assignments(args.param)
     methods.build(args.method, params)  # parameter schema check before any work
-    epochs = _int(args.epochs, "--epochs", 0)
-    finetune_epochs = _int(args.finetune_epochs, "--finetune-epochs", 0)
-    try:
-        finetune_lr = float(args.finetune_lr)
-    except ValueError:
-        raise UsageError(f"--finetune-lr must be a positive number, got {args.finetune_lr!r}") from None
-    if not finetune_lr > 0 or math.isnan(finetune_lr):
-        raise UsageError(f"--finetune-lr must be a positive number, got {args.finetune_lr!r}")
+    protocol = protocol_from_args(args)
+    _check_budget(protocol, args.method, params)
     dataset_options: dict[str, Any] = {}
     if args.train_limit is not None:
         dataset_options["train_limit"] = _int(args.train_limit, "--train-limit", 1)
     if args.command == "run":
         ratios, seeds = (parse_ratio(args.ratio),), (_int(args.seed, "--seed", 0),)
+        lrs = (_positive_float(args.lr, "--lr"),) if args.lr is not None else protocol.lr_candidates
     else:
-        ratios, seeds = parse_ratios(args.ratios), (0,)
-    from dataclasses import replace
-
+        ratios, seeds, lrs = protocol.ratios, (0,), protocol.lr_candidates[:1]
     return [
-        ExperimentConfig.create(
-            method=args.method, dataset=args.dataset, model=args.model, ratio=ratio, seed=seed,
-            method_params=params, dataset_options=dataset_options, accelerator=args.accelerator,
-            baseline=replace(BASELINE_RECIPE, epochs=epochs),
-            finetune=replace(FINETUNE_RECIPE, epochs=finetune_epochs, lr=finetune_lr),
-        )
-        for seed in seeds for ratio in ratios
+        ExperimentConfig.for_protocol(protocol, lr=lr, method=args.method, dataset=args.dataset, model=args.model,
+                                      ratio=ratio, seed=seed, method_params=params, dataset_options=dataset_options,
+                                      accelerator=args.accelerator)
+        for seed in seeds for ratio in ratios for lr in lrs
     ]
 
 
@@ -171,17 +218,20 @@ def sweep_from_args(args: argparse.Namespace):
     low, high = (parse_ratio(x) for x in low_high)
     if not low < high:
         raise UsageError(f"--ratio-range low must be below high, got {args.ratio_range!r}")
-    return SweepConfig(template=template, mode=mode, ratios=parse_ratios(args.ratios), ratio_range=(low, high),
-                       trials=trials, seeds=_int(args.seeds, "--seeds", 1), storage=args.storage,
+    protocol = template.protocol
+    return SweepConfig(template=template, mode=mode, ratios=protocol.ratios, ratio_range=(low, high),
+                       trials=trials, seeds=protocol.seeds, storage=args.storage,
                        workers=_int(args.workers, "--workers", 1), quiet=args.quiet, progress=args.progress)
 
 
-def _summary_line(result) -> str:
+def _summary_line(result, chosen: bool = False) -> str:
     m = result.metrics
+    mark = "  <- chosen on validation" if chosen else ""
     return (f"{result.config.method:>16s} {result.config.ratio:>6g}x (achieved {m['compression_ratio']:.2f}x) "
-            f"seed {result.config.seed}: test acc {m['acc_top1']:.4f} (dense {m['baseline_acc_top1']:.4f}, "
-            f"dense+ft {m['control_acc_top1']:.4f}), theoretical speedup {m['theoretical_speedup']:.2f}x, "
-            f"measured {m['measured_speedup']:.2f}x  run {result.run_id}")
+            f"seed {result.config.seed} lr {result.config.lr:g}: val acc {m['val_acc_top1']:.4f}, test acc "
+            f"{m['acc_top1']:.4f} (dense {m['baseline_acc_top1']:.4f}, dense+ft {m['control_acc_top1']:.4f}), "
+            f"{m['train_epochs_total']:g} epochs from init, theoretical speedup {m['theoretical_speedup']:.2f}x, "
+            f"measured {m['measured_speedup']:.2f}x  run {result.run_id}{mark}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,10 +263,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.tracking import Tracker
 
         tracker = Tracker()
-        for config in configs:
-            print(_summary_line(run_experiment(config, tracker, progress=args.progress)), flush=True)
+        print(f"{configs[0].protocol.caption()}", flush=True)
+        results = [run_experiment(config, tracker, progress=args.progress) for config in configs]
+        # Several candidates of one (ratio, seed): the protocol's rule picks on validation accuracy, never test.
+        best = {}
+        for r in results:
+            key = (r.config.ratio, r.config.seed)
+            if key not in best or r.metrics["val_acc_top1"] > best[key].metrics["val_acc_top1"]:
+                best[key] = r
+        for r in results:
+            print(_summary_line(r, chosen=len(results) > len(best) and best[(r.config.ratio, r.config.seed)] is r),
+                  flush=True)
         return 0
-    except (UsageError, UnknownNameError, ParamError, datasets.DataError, methods.CompressionError,
+    except (UsageError, UnknownNameError, ParamError, ProtocolError, datasets.DataError, methods.CompressionError,
             *_late_errors()) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

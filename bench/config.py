@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench.protocol import QUICK, Protocol
 from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE, TrainRecipe
 
 
@@ -28,6 +29,10 @@ def content_hash(obj: Any) -> str:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
+    """One (method, ratio, seed) under a protocol. ``finetune`` carries the learning-rate candidate of this
+    run; ``baseline``/``finetune`` are the protocol's recipes (``for_protocol``), kept as fields so a
+    test or a paper reproduction can set small budgets directly."""
+
     dataset: str = "fashion-mnist"
     model: str = "lenet300"
     method: str = "magnitude"
@@ -40,6 +45,7 @@ class ExperimentConfig:
     finetune: TrainRecipe = FINETUNE_RECIPE
     accelerator: str = "auto"
     latency_repeats: int = 30
+    protocol: Protocol = QUICK
 
     @classmethod
     def create(cls, method_params: dict | None = None, dataset_options: dict | None = None,
@@ -53,8 +59,34 @@ class ExperimentConfig:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
+    @classmethod
+    def for_protocol(cls, protocol: Protocol, lr: float | None = None, **kwargs: Any) -> "ExperimentConfig":
+        """A configuration whose recipes come from ``protocol`` at learning-rate candidate ``lr``
+        (default: the first candidate)."""
+        lr = protocol.lr_candidates[0] if lr is None else lr
+        recipes = {"baseline": protocol.baseline, "finetune": protocol.finetune_recipe(lr)}
+        return cls.create(protocol=protocol, **{**recipes, **kwargs})
+
     def with_(self, **changes: Any) -> "ExperimentConfig":
         return replace(self, **changes)
+
+    @property
+    def lr(self) -> float:
+        """The learning-rate candidate of this run (the fine-tune's, and a from-scratch arm's)."""
+        return self.finetune.lr
+
+    def scratch_recipe(self) -> TrainRecipe:
+        """Training from random initialisation: the baseline's epochs plus the fine-tune's under an equal
+        budget (with the fine-tune's optimiser, schedule and learning rate), else the baseline's recipe."""
+        if not self.protocol.equal_budget:
+            return self.baseline
+        return replace(self.finetune, epochs=self.baseline.epochs + self.finetune.epochs)
+
+    def variant(self) -> str:
+        """The method and the parameters the user pinned: how figures group runs. Recorded as a tag when the
+        run is made, so a later change of a method's default cannot relabel old runs."""
+        pinned = ", ".join(f"{k}={v}" for k, v in self.method_params)
+        return f"{self.method} ({pinned})" if pinned else self.method
 
     def baseline_key(self) -> str:
         """Names the dense baseline: everything that determines its weights, nothing else."""
@@ -62,11 +94,14 @@ class ExperimentConfig:
                              "model_options": self.model_options, "seed": self.seed, "recipe": asdict(self.baseline)})
 
     def control_key(self) -> str:
-        """Names the dense + fine-tune control: the baseline plus the shared fine-tune budget."""
-        return content_hash({"baseline": self.baseline_key(), "finetune": asdict(self.finetune)})
+        """Names the dense + fine-tune control: the baseline, the fine-tune budget and the protocol."""
+        return content_hash({"baseline": self.baseline_key(), "finetune": asdict(self.finetune),
+                             "protocol": self.protocol.hash})
 
     def key(self) -> str:
-        return content_hash(asdict(self))
+        content = asdict(self)
+        content["protocol"] = self.protocol.content()  # its prose summary is not part of what it is
+        return content_hash(content)
 
     def params(self) -> dict[str, Any]:
         """Flat parameters for tracking."""
@@ -76,4 +111,6 @@ class ExperimentConfig:
         out.update({f"model.{k}": v for k, v in self.model_options})
         out.update(self.baseline.as_params("baseline"))
         out.update(self.finetune.as_params("finetune"))
+        out.update(self.protocol.params())
+        out["config_key"] = self.key()
         return out

@@ -67,26 +67,13 @@ def pareto_plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
 
 # ---------------------------------------------------------------- tidy runs
 
-def _default_params(method: str) -> dict[str, str]:
-    import methods
-
-    try:
-        return {k: str(v) for k, v in dataclasses.asdict(methods.get(method)()).items()}
-    except Exception:  # a method no longer registered: no defaults to compare with
-        return {}
-
-
-def variant_label(method: str, params: dict[str, str], tuned: bool) -> str:
-    """A method plus the parameters it was run with that differ from its defaults (none for tuned sweeps)."""
-    if tuned:
-        return f"{method} (tuned)"
-    defaults = _default_params(method)
-    changed = [f"{k}={v}" for k, v in sorted(params.items()) if k in defaults and defaults[k] != v]
-    return f"{method} ({', '.join(changed)})" if changed else method
-
-
 def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
-    """All FINISHED runs of the store as one tidy DataFrame (one row per run)."""
+    """All FINISHED runs of the store as one tidy DataFrame (one row per run).
+
+    Runs are told apart by what was recorded when they ran — the ``protocol``/``protocol_hash``, ``arm``,
+    ``variant`` and ``lr`` tags — never by comparing their parameters with today's method defaults, so a
+    changed default cannot relabel old runs. Runs from before protocols existed have protocol ``legacy``.
+    """
     import pandas as pd
 
     from bench.tracking import Tracker
@@ -98,15 +85,26 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
     df = df[df["status"] == "FINISHED"].copy()
     if df.empty:
         return df
+
+    def tag(name: str, default: Any = None) -> "pandas.Series":
+        column = f"tags.{name}"
+        return df[column] if column in df else pd.Series(default, index=df.index, dtype=object)
+
     out = pd.DataFrame({
         "run_id": df["run_id"], "experiment": df["tags.dataset"] + "/" + df["tags.model"],
         "dataset": df["tags.dataset"], "model": df["tags.model"], "kind": df["tags.kind"],
         "method": df["tags.method"], "seed": pd.to_numeric(df["tags.seed"], errors="coerce"),
-        "study": df.get("tags.study", pd.Series(index=df.index, dtype=object)),
-        "start_time": df["start_time"],
+        "study": tag("study"), "start_time": df["start_time"],
+        "protocol": tag("protocol").fillna("legacy"), "protocol_hash": tag("protocol_hash").fillna("legacy"),
+        "arm": tag("arm").fillna("method"), "lr": pd.to_numeric(tag("lr"), errors="coerce"),
+        "error": tag("error"),
     })
     for col in [c for c in df.columns if c.startswith("metrics.")]:
         out[col[len("metrics."):]] = df[col]
+    if "requested_ratio" not in out:
+        out["requested_ratio"] = np.nan
+    out["requested_ratio"] = out["requested_ratio"].fillna(pd.to_numeric(tag("requested_ratio"), errors="coerce"))
+    out.loc[out["kind"] == "control", "requested_ratio"] = 1.0
     params = [c for c in df.columns if c.startswith("params.method.") and c not in ("params.method.family", "params.method.structured")]
     out["method_params"] = [
         {c[len("params.method."):]: row[c] for c in params if isinstance(row[c], str)} for _, row in df.iterrows()]
@@ -115,8 +113,10 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
     for col in ("params.finetune.epochs", "params.baseline.epochs"):
         out[col[len("params."):]] = df[col] if col in df else None
     tuned = out["study"].fillna("").str.contains("/tpe-")
-    out["variant"] = [variant_label(m, p, t) if k == "compressed" else m
-                      for m, p, t, k in zip(out["method"], out["method_params"], tuned, out["kind"])]
+    recorded = tag("variant")
+    out["variant"] = [
+        (f"{m} (tuned)" if t else v if isinstance(v, str) else f"{m} (untagged)") if k in ("compressed", "unreachable")
+        else m for m, v, t, k in zip(out["method"], recorded, tuned, out["kind"])]
     out = out.reset_index(drop=True)
     out.attrs["tracking_uri"] = tracker.uri  # paper figures read step metrics from the same store
     return out
@@ -189,7 +189,15 @@ def _dense_lines(ax: Any, dense: dict[str, tuple[float, float, int]]) -> None:
 
 def _caption(runs: "pandas.DataFrame", experiment: str) -> str:
     seeds = runs["seed"].dropna().nunique()
-    return f"{experiment} — {seeds} seed{'s' if seeds != 1 else ''}, {len(runs)} tracked runs"
+    protocol = runs.attrs.get("protocol_caption")
+    head = f"{experiment} — {seeds} seed{'s' if seeds != 1 else ''}, {len(runs)} tracked runs"
+    return f"{head}\n{protocol}" if protocol else head
+
+
+def pd_concat(*frames: "pandas.DataFrame") -> "pandas.DataFrame":
+    import pandas as pd
+
+    return pd.concat([f for f in frames if len(f)], ignore_index=True)
 
 
 def accuracy_vs_ratio(runs: "pandas.DataFrame", experiment: str, path: Path) -> list[Path]:
@@ -264,13 +272,55 @@ def summary_table(points: "pandas.DataFrame") -> "pandas.DataFrame":
     return out.rename(columns={"requested": "requested_ratio", "ratio_mean": "achieved_ratio"})
 
 
+def protocol_caption(group: "pandas.DataFrame") -> str:
+    """The protocol of one (experiment, protocol) group of runs, for titles: the built-in's caption when its
+    hash matches, else its name and hash (a protocol changed by command-line flags)."""
+    from bench.protocol import PROTOCOLS
+
+    name, digest = group["protocol"].iloc[0], group["protocol_hash"].iloc[0]
+    known = PROTOCOLS.get(name)
+    if known is not None and known.hash == digest:
+        return known.caption()
+    if name == "legacy":
+        return "pre-protocol runs (fixed 2-epoch fine-tune; budgets differ by method family)"
+    return f"protocol {name}-{digest} (a variant of {name}; its settings are the runs' protocol.* params)"
+
+
+def _arm_labels(runs: "pandas.DataFrame") -> "pandas.DataFrame":
+    """Variant names that carry the arm (``coreset [scratch]``), for figures that draw one line per variant."""
+    out = runs.copy()
+    control = out["arm"].fillna("method") != "method"
+    out.loc[control, "variant"] = out.loc[control, "variant"] + " [" + out.loc[control, "arm"] + "]"
+    return out
+
+
+def _baselines_for(runs: "pandas.DataFrame", experiment: str, group: "pandas.DataFrame") -> "pandas.DataFrame":
+    """The dense baselines behind a protocol's runs: baselines carry no protocol (one serves every protocol
+    with the same dense recipe), so they are matched on experiment and baseline epochs."""
+    dense = runs[(runs["experiment"] == experiment) & (runs["kind"] == "baseline")]
+    epochs = group.loc[group["kind"] == "compressed", "baseline.epochs"].dropna().astype(str).unique()
+    return dense[dense["baseline.epochs"].astype(str).isin(epochs)] if len(epochs) else dense
+
+
 def comparison_figures(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
-    """The cross-method figures and tables for every dataset/model in ``runs``."""
+    """The cross-method figures and tables for every dataset/model and protocol in ``runs``.
+
+    Each point is chosen on validation among its learning-rate candidates (``bench.verdict``) before any
+    mean is taken; figures and tables go to ``<experiment>/<protocol>-<hash>/``, with the verdict beside them.
+    """
+    from bench.verdict import select_on_validation, write_verdict
+
     written: list[Path] = []
-    for experiment, group in runs.groupby("experiment"):
-        if not (group["kind"] == "compressed").any():
+    for (experiment, protocol, digest), all_runs in runs.groupby(["experiment", "protocol", "protocol_hash"]):
+        if not (all_runs["kind"] == "compressed").any():
             continue
-        folder = out_dir / experiment.replace("/", "__")
+        caption = protocol_caption(all_runs)
+        folder = out_dir / experiment.replace("/", "__") / f"{protocol}-{digest}"
+        written += write_verdict(all_runs, folder, f"{experiment}, {caption}")
+        chosen = select_on_validation(all_runs)
+        group = _arm_labels(pd_concat(chosen[chosen["kind"].isin(["compressed", "control"])],
+                                      _baselines_for(runs, experiment, all_runs)))
+        group.attrs["protocol_caption"] = caption
         written += accuracy_vs_ratio(group, experiment, folder / "accuracy_vs_ratio")
         written += accuracy_vs_speedup(group, experiment, folder / "accuracy_vs_speedup")
         points = operating_points(group)

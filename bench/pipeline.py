@@ -16,12 +16,15 @@ from torch import nn
 
 import datasets
 import methods
+from bench import arms as arms_lib
 from bench.baseline import Baseline, ensure_baseline
+from bench.budget import BudgetError, Ledger
 from bench.config import ExperimentConfig
 from bench.export import clone
 from bench.metrics import accuracy, latency_metrics, params_effective, params_total, per_layer, size_metrics
 from bench.tracking import Tracker
-from bench.training import fit
+from bench.recipes import TrainRecipe
+from bench.training import fit, steps_per_epoch
 from methods import CompressionError, Context
 
 RATIO_TOLERANCE = 0.03
@@ -33,6 +36,8 @@ class RunResult:
     metrics: dict[str, float]
     config: ExperimentConfig
     step_metrics: list[tuple[dict[str, float], int]] = field(default_factory=list)
+    controls: list["RunResult"] = field(default_factory=list)  # the control arms derived from this run
+    arm: str = "method"
 
 
 def experiment_name(config: ExperimentConfig) -> str:
@@ -83,7 +88,9 @@ def ensure_control(tracker: Tracker, config: ExperimentConfig, baseline: Baselin
     found = tracker.find_run(experiment_name(config), "control_key", key)
     if found is not None:
         return dict(found.data.metrics)
-    tags = _tags(config, "control", "dense+finetune", {"control_key": key, "baseline_key": baseline.key})
+    tags = _tags(config, "control", "dense+finetune", {"control_key": key, "baseline_key": baseline.key,
+                                                        **config.protocol.tags(), "lr": f"{config.lr:g}",
+                                                        "arm": "method", "variant": "dense+finetune"})
     with tracker.run(experiment_name(config), f"dense+finetune-{config.model}-s{config.seed}", tags) as run_id:
         params = {k: v for k, v in config.params().items() if not k.startswith(("method", "requested"))}
         tracker.log_params(run_id, params)
@@ -92,7 +99,8 @@ def ensure_control(tracker: Tracker, config: ExperimentConfig, baseline: Baselin
         fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator)
         metrics = measure(baseline.model, model, data, config)
         metrics.update(finetune_seconds=time.perf_counter() - start, baseline_acc_top1=baseline.test_acc,
-                       acc_drop=baseline.test_acc - metrics["acc_top1"])
+                       acc_drop=baseline.test_acc - metrics["acc_top1"], lr=config.lr,
+                       train_epochs_total=config.baseline.epochs + config.finetune.epochs)
         tracker.log_metrics(run_id, metrics)
     return metrics
 
@@ -102,50 +110,93 @@ def build_method(config: ExperimentConfig) -> methods.Method:
     return methods.build(config.method, dict(config.method_params))
 
 
+def method_ledger(config: ExperimentConfig, method: methods.Method, dense: nn.Module, data: datasets.DataSplits,
+                  ratio: float) -> Ledger:
+    """The method arm's budget: E epochs of steps on top of the baseline for post-training methods (split
+    with their planned rounds), or baseline + E from scratch for train-time methods."""
+    n_train = len(data.train_y)
+    what = f"{config.method} at {ratio:g}x"
+    if method.family == "train-time":
+        total = None
+        if config.protocol.equal_budget:
+            recipe = config.scratch_recipe()
+            total = recipe.epochs * steps_per_epoch(n_train, recipe.batch_size)
+        return Ledger(n_train, total, what=what)
+    total = None
+    if config.protocol.equal_budget:
+        total = config.finetune.epochs * steps_per_epoch(n_train, config.finetune.batch_size)
+    planned = method.planned_finetunes(dense, ratio)
+    return Ledger(n_train, total, planned, from_init_epochs=config.baseline.epochs, what=what)
+
+
 def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Baseline,
-             steps: list[tuple[dict[str, float], int]], progress: bool, budget: dict[str, int]) -> Context:
+             steps: list[tuple[dict[str, float], int]], progress: bool, ledger: Ledger) -> Context:
     teacher = clone(baseline.model).eval()
 
     def finetune(model: nn.Module) -> nn.Module:
-        # Counted: iterative methods fine-tune between rounds, so their total budget is a multiple of
-        # the shared one, and a fair comparison has to show it.
-        budget["finetune_calls"] += 1
-        return fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator)
+        # Charged: under an equal budget each round gets its share of the arm's steps, and a call the
+        # method did not plan for (``planned_finetunes``) would take from the final fine-tune.
+        if ledger.total is not None and ledger.finetune_calls >= ledger.planned_finetunes:
+            raise BudgetError(f"{config.method} called context.finetune more often than the "
+                              f"{ledger.planned_finetunes} times its planned_finetunes() announced (a bug in the method)")
+        share = ledger.round_share()
+        ledger.charge(config.finetune, share, finetune=True)
+        ledger.finetune_calls += 1
+        return fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator,
+                   max_steps=share)
+
+    def fit_recipe(model: nn.Module, recipe: TrainRecipe, teacher: nn.Module | None = None, kd_weight: float = 0.0,
+                   temperature: float = 1.0) -> nn.Module:
+        ledger.charge(recipe)
+        return fit(model, recipe, data, config.seed, teacher=teacher, kd_weight=kd_weight, temperature=temperature,
+                   progress=progress, accelerator=config.accelerator)
 
     return Context(
         data=data, seed=config.seed,
         finetune=finetune,
-        fit=lambda m, recipe, teacher=None, kd_weight=0.0, temperature=1.0: fit(
-            m, recipe, data, config.seed, teacher=teacher, kd_weight=kd_weight, temperature=temperature,
-            progress=progress, accelerator=config.accelerator),
+        fit=fit_recipe,
         teacher=teacher,
         log_metrics=lambda metrics, step: steps.append((dict(metrics), step)),
         evaluate=lambda m: accuracy(m, data.val_x, data.val_y)[1],
+        scratch_recipe=config.scratch_recipe(),
     )
+
+
+def run_tags(config: ExperimentConfig, arm: str = "method") -> dict[str, Any]:
+    """What runs are found by: protocol name and hash, arm, variant, learning-rate candidate, config key."""
+    return {**config.protocol.tags(), "arm": arm, "variant": config.variant(), "lr": f"{config.lr:g}",
+            "requested_ratio": f"{config.ratio:g}", "config_key": config.key()}
 
 
 def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, parent_run_id: str | None = None,
                    extra_tags: dict[str, Any] | None = None, progress: bool = False,
-                   on_run_start: Callable[[str], None] | None = None) -> RunResult:
-    """Compress, fine-tune, measure and track one configuration; ``on_run_start`` gets the MLflow run id
-    as soon as the run exists (a sweep stores it on its trial, so a killed trial's run can be closed)."""
+                   on_run_start: Callable[[str], None] | None = None,
+                   arms: tuple[str, ...] = ("method",)) -> RunResult:
+    """Compress, fine-tune, measure and track one configuration; ``on_run_start`` gets each MLflow run id
+    as soon as the run exists (a sweep stores them on its trial, so a killed trial's runs can be closed).
+
+    ``arms`` beyond ``"method"`` (``scratch``, ``shuffled``; see ``bench.arms``) are controls derived from the
+    same compressed model and trained under the same budget; their results are in ``RunResult.controls``.
+    """
     method = build_method(config)
     data = load_data(config)
     baseline, _ = ensure_baseline(config, data, progress=progress)
     tracker = tracker or Tracker()
     steps: list[tuple[dict[str, float], int]] = []
+    ledger = method_ledger(config, method, baseline.model, data, config.ratio)
 
     start = time.perf_counter()
     try:
-        budget = {"finetune_calls": 0}
         compressed = method.compress(clone(baseline.model), config.ratio,
-                                     _context(config, data, baseline, steps, progress, budget))
+                                     _context(config, data, baseline, steps, progress, ledger))
         achieved = params_total(baseline.model) / max(params_effective(compressed), 1)
         if abs(achieved / config.ratio - 1) > RATIO_TOLERANCE:
             raise RuntimeError(f"{config.method} returned {achieved:.3f}x for a requested {config.ratio:g}x "
                                f"(the contract allows ±{RATIO_TOLERANCE:.0%}); this is a bug in the method")
+        if method.family == "train-time":
+            ledger.check_spent(config.scratch_recipe())
     except CompressionError:
-        raise  # a target out of reach is bad input: nothing is tracked
+        raise  # a target out of reach, or a budget the protocol refuses: bad input, nothing is tracked
     except BaseException as e:
         _record_failure(tracker, config, method, parent_run_id, extra_tags, e)
         raise
@@ -153,37 +204,108 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
 
     ensure_baseline_run(tracker, config, baseline, data)
     control = ensure_control(tracker, config, baseline, data, progress)
-    tags = _tags(config, "compressed", config.method, {"baseline_key": baseline.key, **(extra_tags or {})})
-    run_name = f"{config.method}-{config.ratio:g}x-s{config.seed}"
+    untuned = clone(compressed) if len(arms) > 1 else None
+    post_training = method.family != "train-time"
+
+    def final_finetune(model: nn.Module) -> nn.Module:
+        if not post_training and config.protocol.equal_budget:
+            return model  # a train-time arm has spent its whole budget training from scratch
+        share = ledger.remaining()
+        ledger.charge(config.finetune, share, finetune=True)
+        return fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator,
+                   max_steps=share)
+
+    arm = _Arm("method", compressed, final_finetune, ledger, steps, {"compress_seconds": compress_seconds})
+    result = _track_arm(config, method, arm, baseline, data, control, tracker, parent_run_id, extra_tags, on_run_start)
+    for name in arms[1:]:
+        control_arm = _control_arm(name, config, untuned, baseline, data, progress)
+        result.controls.append(_track_arm(config, method, control_arm, baseline, data, control, tracker,
+                                          parent_run_id, {**(extra_tags or {}), "derived_from": result.run_id},
+                                          on_run_start))
+    return result
+
+
+@dataclass
+class _Arm:
+    """One tracked arm: its model before the final training, that training, and its budget."""
+
+    name: str
+    model: nn.Module
+    train: Callable[[nn.Module], nn.Module]
+    ledger: Ledger
+    steps: list[tuple[dict[str, float], int]] = field(default_factory=list)
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _control_arm(name: str, config: ExperimentConfig, untuned: nn.Module, baseline: Baseline,
+                 data: datasets.DataSplits, progress: bool) -> _Arm:
+    """A control derived from the method's compressed model, with a budget equal to a one-shot arm's."""
+    n_train = len(data.train_y)
+    if name == "shuffled":
+        model = arms_lib.shuffled(untuned, baseline.model, config.seed)
+        recipe = config.finetune
+        total = recipe.epochs * steps_per_epoch(n_train, recipe.batch_size) if config.protocol.equal_budget else None
+        ledger = Ledger(n_train, total, from_init_epochs=config.baseline.epochs, what=f"shuffled control at {config.ratio:g}x")
+        finetune = True
+    elif name == "scratch":
+        model = arms_lib.scratch(untuned, config.seed)
+        recipe = config.scratch_recipe()
+        total = recipe.epochs * steps_per_epoch(n_train, recipe.batch_size) if config.protocol.equal_budget else None
+        ledger = Ledger(n_train, total, what=f"scratch control at {config.ratio:g}x")
+        finetune = False
+    else:
+        raise ValueError(f"unknown arm {name!r}; choose one of: scratch, shuffled")
+
+    def train(m: nn.Module) -> nn.Module:
+        share = ledger.remaining()
+        ledger.charge(recipe, share, finetune=finetune)
+        return fit(m, recipe, data, config.seed, progress=progress, accelerator=config.accelerator, max_steps=share)
+
+    return _Arm(name, model, train, ledger)
+
+
+def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, baseline: Baseline,
+               data: datasets.DataSplits, control: dict[str, float], tracker: Tracker, parent_run_id: str | None,
+               extra_tags: dict[str, Any] | None, on_run_start: Callable[[str], None] | None) -> RunResult:
+    tags = _tags(config, "compressed", config.method,
+                 {"baseline_key": baseline.key, **run_tags(config, arm.name), **(extra_tags or {})})
+    suffix = "" if arm.name == "method" else f"-{arm.name}"
+    run_name = f"{config.method}{suffix}-{config.ratio:g}x-lr{config.lr:g}-s{config.seed}"
     with tracker.run(experiment_name(config), run_name, tags, parent_run_id) as run_id:
         if on_run_start is not None:
             on_run_start(run_id)
-        tracker.log_params(run_id, {**config.params(), **_method_params(method)})
-        for metrics, step in steps:
+        tracker.log_params(run_id, {**config.params(), **_method_params(method), "arm": arm.name})
+        for metrics, step in arm.steps:
             tracker.log_metrics(run_id, metrics, step)
-        compressed.eval()
-        before = {"acc_top1_before_finetune": accuracy(compressed, data.test_x, data.test_y)[1],
-                  "val_acc_top1_before_finetune": accuracy(compressed, data.val_x, data.val_y)[1]}
+        model = arm.model
+        model.eval()
+        before = {"acc_top1_before_finetune": accuracy(model, data.test_x, data.test_y)[1],
+                  "val_acc_top1_before_finetune": accuracy(model, data.val_x, data.val_y)[1]}
         start = time.perf_counter()
-        fit(compressed, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator)
+        model = arm.train(model)
         finetune_seconds = time.perf_counter() - start
-        metrics = measure(baseline.model, compressed, data, config)
+        metrics = measure(baseline.model, model, data, config)
         metrics.update(before)
+        ledger = arm.ledger
+        in_method = ledger.finetune_calls * config.finetune.epochs if not config.protocol.equal_budget else None
         metrics.update(
             requested_ratio=config.ratio, ratio_error=metrics["compression_ratio"] / config.ratio - 1,
-            compress_seconds=compress_seconds, finetune_seconds=finetune_seconds,
-            finetune_epochs_in_method=budget["finetune_calls"] * config.finetune.epochs,
-            finetune_epochs_total=(budget["finetune_calls"] + 1) * config.finetune.epochs,
+            finetune_seconds=finetune_seconds,
+            train_epochs_total=ledger.train_epochs_total, train_steps_charged=ledger.spent,
+            finetune_epochs_total=ledger.finetune_epochs,
+            finetune_epochs_in_method=in_method if in_method is not None else float("nan"),
+            lr=config.lr,
             baseline_acc_top1=baseline.test_acc, control_acc_top1=control["acc_top1"],
             acc_drop=baseline.test_acc - metrics["acc_top1"],
             acc_drop_vs_control=control["acc_top1"] - metrics["acc_top1"],
+            **arm.extra,
         )
         tracker.log_metrics(run_id, metrics)
-        layers = per_layer(compressed, data.input_shape)
+        layers = per_layer(model, data.input_shape)
         tracker.log_json(run_id, {"config": dataclasses.asdict(config), "method": _method_params(method),
-                                  "metrics": metrics, "per_layer": layers}, "report.json")
+                                  "arm": arm.name, "metrics": metrics, "per_layer": layers}, "report.json")
         tracker.log_text(run_id, _csv(layers), "per_layer.csv")
-    return RunResult(run_id, metrics, config, steps)
+    return RunResult(run_id, metrics, config, arm.steps, arm=arm.name)
 
 
 def _method_params(method: methods.Method) -> dict[str, Any]:
@@ -195,11 +317,49 @@ def _method_params(method: methods.Method) -> dict[str, Any]:
 def _record_failure(tracker: Tracker, config: ExperimentConfig, method: methods.Method, parent_run_id: str | None,
                     extra_tags: dict[str, Any] | None, error: BaseException) -> None:
     """A run for a method that crashed or was interrupted before its run opened: FAILED (KILLED on Ctrl-C)."""
-    tags = {**_tags(config, "compressed", config.method, extra_tags), "error": f"{type(error).__name__}: {error}"[:5000]}
+    tags = {**_tags(config, "compressed", config.method, {**run_tags(config), **(extra_tags or {})}),
+            "error": f"{type(error).__name__}: {error}"[:5000]}
     run_id = tracker.start(experiment_name(config), f"{config.method}-{config.ratio:g}x-s{config.seed}", tags,
                            parent_run_id)
     tracker.log_params(run_id, {**config.params(), **_method_params(method)})
     tracker.finish(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+
+def find_tracked(tracker: Tracker, config: ExperimentConfig, arms: tuple[str, ...] = ("method",)) -> RunResult | None:
+    """The FINISHED runs of exactly this configuration (found by ``ExperimentConfig.key()``), one per arm, as a
+    RunResult; None when any arm is missing. Sweeps use it so that a point already measured (by a study with
+    fewer seeds, or another study of the same protocol) is not trained again."""
+    exp = tracker.client.get_experiment_by_name(experiment_name(config))
+    if exp is None:
+        return None
+    found = tracker.client.search_runs(
+        [exp.experiment_id], f"tags.config_key = '{config.key()}' and tags.kind = 'compressed' "
+                             f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+    by_arm: dict[str, Any] = {}
+    for run in found:
+        by_arm.setdefault(run.data.tags.get("arm", "method"), run)
+    if any(arm not in by_arm for arm in arms):
+        return None
+
+    def result(arm: str) -> RunResult:
+        run = by_arm[arm]
+        return RunResult(run.info.run_id, dict(run.data.metrics), config, arm=arm)
+
+    main = result("method")
+    main.controls = [result(arm) for arm in arms[1:]]
+    return main
+
+
+def record_unreachable(tracker: Tracker, config: ExperimentConfig, error: CompressionError,
+                       parent_run_id: str | None = None, extra_tags: dict[str, Any] | None = None) -> str:
+    """A sweep point the method cannot reach (or that the protocol's budget refuses), as a FINISHED run of
+    kind ``unreachable`` with the reason, so verdict tables can say which points are missing and why."""
+    tags = {**_tags(config, "unreachable", config.method, {**run_tags(config), **(extra_tags or {})}),
+            "error": str(error)[:5000]}
+    with tracker.run(experiment_name(config), f"{config.method}-{config.ratio:g}x-unreachable-s{config.seed}", tags,
+                     parent_run_id) as run_id:
+        tracker.log_params(run_id, config.params())
+    return run_id
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

@@ -1,12 +1,16 @@
 """Sweeps: an Optuna study over compression ratios (and method hyperparameters), one MLflow parent run.
 
-A trial is an operating point (ratio + method parameters) evaluated on every seed; each seed is one
-nested MLflow run, and the trial's run ids are a user attribute. The study maximises the *validation*
-accuracy and the achieved compression ratio; test accuracy is logged beside them for the figures.
+A trial is an operating point (ratio, learning-rate candidate, method parameters) evaluated on every
+seed; each seed is one nested MLflow run per arm (the method and the protocol's controls for it), and the
+trial's run ids are a user attribute. The study maximises the *validation* accuracy and the achieved
+compression ratio; test accuracy is logged beside them for the figures. The protocol (``bench.protocol``)
+gives the learning-rate candidates, the controls and the budget, and its label is part of the study name.
 
-Modes: ``grid`` enqueues the paper-style ratios {2, 4, 8, 16, 32}; ``tpe`` suggests the ratio on a log
-scale (1.5–64 by default) with the method's own search space. Re-running the same command resumes:
-completed points are not repeated, failed or killed ones are retried (up to ``max_retries``).
+Modes: ``grid`` enqueues every (ratio, lr) pair of the protocol's operating points and candidates; ``tpe``
+suggests the ratio on a log scale (1.5–64 by default), the lr among the candidates, and the method's own
+search space. Re-running the same command resumes: completed points are not repeated, failed or killed
+ones are retried (up to ``max_retries``), and points the method cannot reach are recorded once (an MLflow
+run of kind ``unreachable``, a PRUNED trial) and not retried.
 """
 from __future__ import annotations
 
@@ -19,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.config import ExperimentConfig, _frozen, content_hash
+from bench.protocol import QUICK_RATIOS
 from bench.studies import OBJECTIVES, make_storage, study_lock
 
-DEFAULT_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
+DEFAULT_RATIOS = QUICK_RATIOS
 
 
 @dataclass(frozen=True)
@@ -51,17 +56,28 @@ class SweepConfig:
             raise ValueError(f"ratio range must satisfy 1 < low < high, got {self.ratio_range}")
 
     @property
+    def lrs(self) -> tuple[float, ...]:
+        """The learning-rate candidates every point is run at (the protocol's)."""
+        return self.template.protocol.lr_candidates
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        """Grid mode's (ratio, lr) pairs."""
+        return [(r, lr) for r in self.ratios for lr in self.lrs]
+
+    @property
     def target(self) -> int:
-        return len(self.ratios) if self.mode == "grid" else int(self.trials)
+        return len(self.points) if self.mode == "grid" else int(self.trials)
 
     def study_name(self) -> str:
-        """method/dataset/model/mode-<hash of what else makes points comparable>."""
+        """method/dataset/model/protocol-hash/mode-<hash of what else makes points comparable>."""
         t = self.template
         settings = {"method_params": t.method_params, "dataset_options": t.dataset_options,
                     "model_options": t.model_options, "baseline": dataclasses.asdict(t.baseline),
-                    "finetune": dataclasses.asdict(t.finetune), "seeds": self.seeds,
+                    "finetune": {k: v for k, v in dataclasses.asdict(t.finetune).items() if k != "lr"},
+                    "protocol": t.protocol.content(), "seeds": self.seeds,
                     "space": self.ratios if self.mode == "grid" else self.ratio_range}
-        return f"{t.method}/{t.dataset}/{t.model}/{self.mode}-{content_hash(settings)[:8]}"
+        return f"{t.method}/{t.dataset}/{t.model}/{t.protocol.label}/{self.mode}-{content_hash(settings)[:8]}"
 
 
 @dataclass
@@ -90,7 +106,11 @@ class Objective:
         self.method_cls = methods.get(cfg.template.method)
 
     def __call__(self, trial: Any) -> tuple[float, float]:
-        from bench.pipeline import run_experiment
+        import optuna
+
+        import methods
+        from bench.arms import applicable_arms
+        from bench.pipeline import find_tracked, record_unreachable, run_experiment
 
         cfg = self.cfg
         if cfg.mode == "grid":
@@ -99,7 +119,10 @@ class Objective:
         else:
             ratio = trial.suggest_float("ratio", *cfg.ratio_range, log=True)
             tuned = self.method_cls.search_space(trial)
+        lr = float(trial.suggest_categorical("lr", list(cfg.lrs)))
         params = {**dict(cfg.template.method_params), **tuned}
+        arms = applicable_arms(methods.build(cfg.template.method, params), cfg.template.protocol.controls)
+        trial.set_user_attr("arms", list(arms))
         run_ids: list[str] = []
 
         def started(run_id: str) -> None:
@@ -107,15 +130,27 @@ class Objective:
             trial.set_user_attr("mlflow_run_ids", list(run_ids))
 
         results = []
-        try:
-            for seed in range(cfg.seeds):
-                config = dataclasses.replace(cfg.template, ratio=ratio, seed=seed, method_params=_frozen(params))
-                results.append(run_experiment(
-                    config, self.tracker, self.parent_run_id, progress=cfg.progress, on_run_start=started,
-                    extra_tags={"study": cfg.study_name(), "trial": trial.number}))
-        except Exception as e:
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
-            raise
+        tags = {"study": cfg.study_name(), "trial": trial.number}
+        for seed in range(cfg.seeds):
+            config = dataclasses.replace(cfg.template, ratio=ratio, seed=seed, method_params=_frozen(params),
+                                         finetune=dataclasses.replace(cfg.template.finetune, lr=lr))
+            tracked = find_tracked(self.tracker, config, arms)
+            if tracked is not None:  # measured before (a study with fewer seeds, or a rerun): not trained again
+                results.append(tracked)
+                trial.set_user_attr("reused_runs", trial.user_attrs.get("reused_runs", 0) + len(arms))
+                continue
+            try:
+                results.append(run_experiment(config, self.tracker, self.parent_run_id, progress=cfg.progress,
+                                              on_run_start=started, extra_tags=tags, arms=arms))
+            except methods.CompressionError as e:
+                # Out of reach for this method and model (the same for every seed): recorded once, and the
+                # trial is PRUNED so a resumed sweep does not retry it.
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                record_unreachable(self.tracker, config, e, self.parent_run_id, tags)
+                raise optuna.TrialPruned(str(e)) from None
+            except Exception as e:
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                raise
         metrics = [r.metrics for r in results]
 
         def mean(key: str) -> float:
@@ -124,9 +159,13 @@ class Objective:
         def std(key: str) -> float:
             return statistics.stdev(m[key] for m in metrics) if len(metrics) > 1 else 0.0
 
-        for key in ("acc_top1", "val_acc_top1", "compression_ratio", "theoretical_speedup", "measured_speedup"):
+        for key in ("acc_top1", "val_acc_top1", "compression_ratio", "theoretical_speedup", "measured_speedup",
+                    "train_epochs_total"):
             trial.set_user_attr(f"{key}_mean", mean(key))
             trial.set_user_attr(f"{key}_std", std(key))
+        trial.set_user_attr("controls", [{"arm": c.arm, "seed": c.config.seed, "run_id": c.run_id,
+                                          "val_acc_top1": c.metrics["val_acc_top1"], "acc_top1": c.metrics["acc_top1"]}
+                                         for r in results for c in r.controls])
         trial.set_user_attr("method_params", {k: str(v) for k, v in params.items()})
         return mean("val_acc_top1"), mean("compression_ratio")
 
@@ -201,7 +240,7 @@ def _report_trial(cfg: SweepConfig, study: Any, trial: Any, worker: int) -> None
     head = f"[{counts.get('COMPLETE', 0)}/{cfg.target} complete, {counts.get('FAIL', 0)} failed] worker {worker} trial #{trial.number}"
     if trial.state.name == "COMPLETE":
         a = trial.user_attrs
-        _log(cfg, f"{head}: ratio {trial.params['ratio']:g} -> val {a['val_acc_top1_mean']:.4f} test {a['acc_top1_mean']:.4f} "
+        _log(cfg, f"{head}: ratio {trial.params['ratio']:g} lr {trial.params.get('lr', float('nan')):g} -> val {a['val_acc_top1_mean']:.4f} test {a['acc_top1_mean']:.4f} "
                   f"(achieved {a['compression_ratio_mean']:.2f}x), Pareto front size {len(study.best_trials)}")
     else:
         _log(cfg, f"{head}: {trial.state.name} {trial.user_attrs.get('error', '')}")
@@ -212,18 +251,21 @@ def _spawned_worker(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, wor
     worker_loop(cfg, tracking_uri, parent_run_id, worker, threads=1)
 
 
-def _missing_grid_points(cfg: SweepConfig, study: Any) -> list[float]:
-    """Grid ratios with no COMPLETE, WAITING or RUNNING trial and fewer than max_retries+1 failures."""
+def _missing_grid_points(cfg: SweepConfig, study: Any) -> list[tuple[float, float]]:
+    """Grid (ratio, lr) pairs with no COMPLETE, PRUNED (unreachable), WAITING or RUNNING trial and fewer than
+    max_retries+1 failures."""
     busy, failures = set(), {}
     for t in study.get_trials(deepcopy=False):
-        ratio = t.params.get("ratio", t.system_attrs.get("fixed_params", {}).get("ratio"))
-        if ratio is None:
+        fixed = t.system_attrs.get("fixed_params", {})
+        ratio, lr = t.params.get("ratio", fixed.get("ratio")), t.params.get("lr", fixed.get("lr"))
+        if ratio is None or lr is None:
             continue
-        if t.state.name in ("COMPLETE", "WAITING", "RUNNING"):
-            busy.add(float(ratio))
+        point = (float(ratio), float(lr))
+        if t.state.name in ("COMPLETE", "PRUNED", "WAITING", "RUNNING"):
+            busy.add(point)
         elif t.state.name == "FAIL":
-            failures[float(ratio)] = failures.get(float(ratio), 0) + 1
-    return [r for r in cfg.ratios if r not in busy and failures.get(r, 0) <= cfg.max_retries]
+            failures[point] = failures.get(point, 0) + 1
+    return [p for p in cfg.points if p not in busy and failures.get(p, 0) <= cfg.max_retries]
 
 
 def _prepare_baselines(cfg: SweepConfig, tracker: Any) -> None:
@@ -231,13 +273,15 @@ def _prepare_baselines(cfg: SweepConfig, tracker: Any) -> None:
     from bench.baseline import ensure_baseline
     from bench.pipeline import ensure_baseline_run, ensure_control, load_data
 
+    data = load_data(cfg.template)
     for seed in range(cfg.seeds):
         config = dataclasses.replace(cfg.template, seed=seed)
-        data = load_data(config)
         baseline, trained = ensure_baseline(config, data, progress=cfg.progress)
         _log(cfg, f"baseline seed {seed}: {'trained' if trained else 'cached'}, test acc {baseline.test_acc:.4f}")
         ensure_baseline_run(tracker, config, baseline, data)
-        ensure_control(tracker, config, baseline, data, progress=cfg.progress)
+        for lr in cfg.lrs:  # the dense + fine-tune control is tuned over the same candidates as every method
+            ensure_control(tracker, dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, lr=lr)),
+                           baseline, data, progress=cfg.progress)
 
 
 def _parent_run(cfg: SweepConfig, tracker: Any, study: Any) -> str:
@@ -252,10 +296,11 @@ def _parent_run(cfg: SweepConfig, tracker: Any, study: Any) -> str:
         tracker.client.update_run(run_id, status="RUNNING")
         return run_id
     t = cfg.template
-    run_id = tracker.start(experiment_name(t), f"sweep-{t.method}-{cfg.mode}",
+    run_id = tracker.start(experiment_name(t), f"sweep-{t.method}-{t.protocol.name}-{cfg.mode}",
                            {"kind": "sweep", "study": name, "method": t.method, "dataset": t.dataset,
-                            "model": t.model, "seed": "all"})
-    tracker.log_params(run_id, {**t.params(), "mode": cfg.mode, "seeds": cfg.seeds, "target_trials": cfg.target,
+                            "model": t.model, "seed": "all", **t.protocol.tags(), "variant": t.variant()})
+    params = {k: v for k, v in t.params().items() if k not in ("finetune.lr", "config_key", "requested_ratio")}
+    tracker.log_params(run_id, {**params, "mode": cfg.mode, "seeds": cfg.seeds, "target_trials": cfg.target,
                                 "ratios": ",".join(f"{r:g}" for r in cfg.ratios), "ratio_range": cfg.ratio_range,
                                 "storage": cfg.storage or "default", **{f"method.{k}": v for k, v in t.method_params}})
     study.set_user_attr("mlflow_parent_run_id", run_id)
@@ -295,7 +340,9 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
         study.set_metric_names(list(OBJECTIVES))
         for key, value in {"method": cfg.template.method, "dataset": cfg.template.dataset,
                            "model": cfg.template.model, "mode": cfg.mode, "seeds": cfg.seeds, "target": cfg.target,
-                           "method_params": dict(cfg.template.method_params)}.items():
+                           "method_params": dict(cfg.template.method_params),
+                           "protocol": cfg.template.protocol.label,
+                           "protocol_caption": cfg.template.protocol.caption()}.items():
             study.set_user_attr(key, value)
         parent = _parent_run(cfg, tracker, study)
     _log(cfg, f"study {cfg.study_name()} (storage {cfg.storage or 'results/optuna.db'}), MLflow parent run {parent}")
@@ -306,8 +353,8 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
             optuna.storages.fail_stale_trials(study)
             if cfg.mode == "grid":
                 with study_lock(storage, cfg.study_name()):  # other machines may be enqueuing the same points
-                    for ratio in _missing_grid_points(cfg, study):
-                        study.enqueue_trial({"ratio": ratio})
+                    for ratio, lr in _missing_grid_points(cfg, study):
+                        study.enqueue_trial({"ratio": ratio, "lr": lr})
                 counts = _state_counts(study)
                 if counts.get("WAITING", 0) == 0 and counts.get("RUNNING", 0) == 0:
                     break
@@ -347,7 +394,8 @@ def _run_workers(cfg: SweepConfig, tracking_uri: str, parent: str) -> None:
 
 def _summarise(cfg: SweepConfig, study: Any, parent: str) -> SweepSummary:
     counts = _state_counts(study)
-    pareto = [{"trial": t.number, "ratio_requested": t.params.get("ratio"), "val_acc_top1": t.values[0],
+    pareto = [{"trial": t.number, "ratio_requested": t.params.get("ratio"), "lr": t.params.get("lr"),
+               "val_acc_top1": t.values[0],
                "compression_ratio": t.values[1], "acc_top1": t.user_attrs.get("acc_top1_mean"),
                "params": t.user_attrs.get("method_params", {})} for t in study.best_trials]
     return SweepSummary(cfg.study_name(), parent, counts.get("COMPLETE", 0), counts.get("FAIL", 0),

@@ -24,6 +24,17 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*litlogger.*")
 
 
+def steps_per_epoch(n_samples: int, batch_size: int) -> int:
+    """Optimiser steps in one pass over ``n_samples`` (the last, partial batch is a step too)."""
+    return math.ceil(n_samples / batch_size)
+
+
+def fit_steps(recipe: TrainRecipe, n_samples: int, max_steps: int | None = None) -> int:
+    """The optimiser steps ``fit`` takes for ``recipe`` on ``n_samples`` images (capped by ``max_steps``)."""
+    full = recipe.epochs * steps_per_epoch(n_samples, recipe.batch_size)
+    return full if max_steps is None else min(full, max_steps)
+
+
 class TensorBatches:
     """Mini-batches sliced from tensors held in memory; the order is reshuffled each epoch from a seed."""
 
@@ -32,7 +43,7 @@ class TensorBatches:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
+        return steps_per_epoch(len(self.y), self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.shuffle:
@@ -42,6 +53,27 @@ class TensorBatches:
             x, y = self.x, self.y
         for i in range(0, len(y), self.batch_size):
             yield x[i:i + self.batch_size], y[i:i + self.batch_size]
+
+
+class StepLimit:
+    """At most ``steps`` mini-batches in all, across epochs: the epoch that reaches the limit ends early.
+
+    A budget counted in optimiser steps (an iterative method's round gets a fraction of an epoch) needs
+    fits that stop at a step, not at an epoch boundary; validation still runs at the end of that epoch.
+    """
+
+    def __init__(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], steps: int):
+        self.batches, self.left = batches, steps
+
+    def __len__(self) -> int:
+        return min(len(self.batches), max(self.left, 1))  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.batches:
+            if self.left <= 0:
+                return
+            self.left -= 1
+            yield batch
 
 
 class StepGroups:
@@ -92,8 +124,9 @@ def _lightning_module_class():
         """
 
         def __init__(self, model: nn.Module, recipe: TrainRecipe, teacher: nn.Module | None = None,
-                     kd_weight: float = 0.0, temperature: float = 1.0, log_every: int = 50):
+                     kd_weight: float = 0.0, temperature: float = 1.0, log_every: int = 50, total_steps: int = 1):
             super().__init__()
+            self.total_steps = total_steps  # the cosine schedule decays over exactly the steps this fit takes
             self.automatic_optimization = False
             self.model, self.recipe = model, recipe
             self._teacher = (teacher,)  # a tuple keeps the teacher out of parameters() and the optimiser
@@ -120,18 +153,16 @@ def _lightning_module_class():
             # The raw optimiser: Lightning's wrapper adds hooks and a closure per step that plain
             # fp32 training does not need (precision plugins are not used here).
             opt = self.optimizers().optimizer
+            scheduler = self.lr_schedulers()
             for x, y in group:
                 loss = self.loss(x, y)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if scheduler is not None:
+                    scheduler.step()
             self.log("train_loss", loss.detach(), prog_bar=True, batch_size=len(y))
             return None
-
-        def on_train_epoch_end(self) -> None:
-            scheduler = self.lr_schedulers()
-            if scheduler is not None:
-                scheduler.step()  # manual optimisation steps the (per-epoch) schedule itself
 
         def on_validation_epoch_start(self) -> None:
             self._correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -153,7 +184,10 @@ def _lightning_module_class():
             else:
                 opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, nesterov=True)
             if r.schedule == "cosine":
-                return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(r.epochs, 1))}
+                # Per optimiser step (manual optimisation steps it in training_step), so a fit cut to a
+                # fraction of an epoch still decays to zero at its last step.
+                return {"optimizer": opt,
+                        "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.total_steps, 1))}
             return opt
 
     return ClassifierModule
@@ -215,17 +249,26 @@ def _fit_interruptibly(trainer, module, train, val) -> None:
 
 
 def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teacher: nn.Module | None = None,
-        kd_weight: float = 0.0, temperature: float = 1.0, progress: bool = False, accelerator: str = "auto") -> nn.Module:
-    """Train ``model`` in place on the training split; returns it on the CPU with the best-val weights."""
-    if recipe.epochs == 0:
+        kd_weight: float = 0.0, temperature: float = 1.0, progress: bool = False, accelerator: str = "auto",
+        max_steps: int | None = None) -> nn.Module:
+    """Train ``model`` in place on the training split; returns it on the CPU with the best-val weights.
+
+    ``max_steps`` cuts training at that many optimiser steps (the last epoch ends early; the epoch
+    count becomes what those steps need), so budgets counted in steps can be split between rounds.
+    """
+    steps = fit_steps(recipe, len(data.train_y), max_steps)
+    if steps == 0:
         return model
+    epochs = math.ceil(steps / steps_per_epoch(len(data.train_y), recipe.batch_size))
     torch.manual_seed(seed)
     model.train()
-    module = _lightning_module_class()(model, recipe, teacher, kd_weight, temperature)
+    module = _lightning_module_class()(model, recipe, teacher, kd_weight, temperature, total_steps=steps)
     callbacks = [_best_validation_callback()] if recipe.select_on_val else []
-    trainer = make_trainer(recipe.epochs, progress, accelerator, callbacks)
+    trainer = make_trainer(epochs, progress, accelerator, callbacks)
     train = TensorBatches(data.train_x, data.train_y, recipe.batch_size, shuffle=True, seed=seed)
     train = data.augment(train, seed)  # the dataset's seeded training-only transform (CIFAR crop + flip), if any
+    if steps < recipe.epochs * len(train):
+        train = StepLimit(train, steps)
     train = StepGroups(train, module.log_every)
     val = TensorBatches(data.val_x, data.val_y, 1024)
     _fit_interruptibly(trainer, module, train, val)

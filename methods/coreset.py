@@ -244,6 +244,14 @@ class Coreset(Method):
             "finetune_each_layer": trial.suggest_categorical("finetune_each_layer", [True, False]),
         }
 
+    def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
+        if not self.finetune_each_layer:
+            return 0
+        try:
+            return max(len(slots(model)) - 1, 0)
+        except ValueError:  # compress refuses such a model with a CompressionError
+            return 0
+
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         dense_params = sum(p.numel() for p in model.parameters())
         budget = budget_for_ratio(dense_params, target_ratio)

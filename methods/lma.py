@@ -54,9 +54,12 @@ class LightMultiSegmentActivation(Method):
     paper's FC layers do), so there it starts as x·1[x ≥ μ] with μ the layer mean, not as ReLU.
     Loss (paper eq. 5 with the code's T² factor): kd_weight·T²·KL(p_t ‖ p_s) + (1 − kd_weight)·CE;
     kd_weight = 0 trains without the teacher (the "no KD" control).
-    epochs, lr, optimizer, schedule, batch_size: the student's own training budget (defaults: the
-    suite's baseline recipe, so student and teacher get equal budgets; the paper used SGD at 1e-2 for
-    up to 200 epochs on CIFAR-10).
+    epochs, lr, optimizer, schedule, batch_size: the student's training budget. Unset (None, the default)
+    they come from the protocol's from-scratch recipe: under ``fair`` the dense baseline's epochs plus
+    the extra budget E at the learning rate being tuned, so the student sees as many optimiser steps from
+    initialisation as every other arm; under ``quick`` the dense baseline's recipe. Pinning them under an
+    equal-budget protocol is refused when it over- or under-spends. (The paper used SGD at 1e-2 for up to
+    200 epochs on CIFAR-10.)
     """
 
     family = "train-time"
@@ -67,11 +70,11 @@ class LightMultiSegmentActivation(Method):
     segments: int = 8
     kd_weight: float = 0.7
     temperature: float = 2.0
-    epochs: int = 10
-    lr: float = 1e-3
-    optimizer: Literal["adam", "sgd"] = "adam"
-    schedule: Literal["constant", "cosine"] = "constant"
-    batch_size: int = 128
+    epochs: int | None = None
+    lr: float | None = None
+    optimizer: Literal["adam", "sgd"] | None = None
+    schedule: Literal["constant", "cosine"] | None = None
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.segments <= 64:
@@ -80,11 +83,11 @@ class LightMultiSegmentActivation(Method):
             raise ValueError(f"kd_weight must be in [0, 1] (0 = no distillation), got {self.kd_weight}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be >= 1 (the student starts untrained), got {self.epochs}")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
     @classmethod
@@ -95,19 +98,19 @@ class LightMultiSegmentActivation(Method):
             "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
         }
 
-    @property
-    def recipe(self) -> TrainRecipe:
-        return TrainRecipe(epochs=self.epochs, lr=self.lr, optimizer=self.optimizer,
-                           schedule=self.schedule, batch_size=self.batch_size)
+    def recipe(self, context: Context) -> TrainRecipe:
+        """The protocol's from-scratch recipe with the fields this method pins."""
+        return context.train_recipe(epochs=self.epochs, lr=self.lr, optimizer=self.optimizer,
+                                    schedule=self.schedule, batch_size=self.batch_size)
 
     def compress(self, model: SequentialNet, target_ratio: float, context: Context) -> nn.Module:
         seed = int(torch.randint(2**31 - 1, (1,), generator=context.generator(_SEED_SALT)))
         student = build_student(model, target_ratio, self.student_activation, self.segments, seed)
         context.log_metrics({"student_params": params_total(student)}, 0)
         if self.kd_weight == 0:
-            return context.fit(student, self.recipe)
+            return context.fit(student, self.recipe(context))
         teacher = context.teacher if context.teacher is not None else model
-        return context.fit(student, self.recipe, teacher, kd_weight=self.kd_weight, temperature=self.temperature)
+        return context.fit(student, self.recipe(context), teacher, kd_weight=self.kd_weight, temperature=self.temperature)
 
 
 def build_student(teacher: SequentialNet, ratio: float, activation: Literal["lma", "relu"] = "lma",

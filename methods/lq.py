@@ -224,6 +224,9 @@ class _AdaptiveRounds(Method):
     def _scope(self) -> str:
         return "neuron"
 
+    def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
+        return self.rounds - 1  # the last round is never fine-tuned here: the pipeline's final fine-tune follows
+
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         tensors = prunable_tensors(model)
         target_keep = keep_count(model, target_ratio, tensors)  # raises CompressionError for ratio <= 1

@@ -41,6 +41,9 @@ class Magnitude(Method):
     def search_space(cls, trial: Any) -> dict[str, Any]:
         return {"scope": trial.suggest_categorical("scope", ["global", "layer"])}
 
+    def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
+        return self.rounds - 1 if self.schedule == "iterative" else 0
+
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         tensors = prunable_tensors(model, include_bias=self.prune_bias)
         final_keep = keep_count(model, target_ratio, tensors)

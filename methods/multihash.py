@@ -347,8 +347,9 @@ class MultiHash(Method):
     pool: ``product`` (M = X·Y, the paper's) or ``kronecker`` (M = Σ A_i ⊗ B_i, a library variant).
     sigma: σ₀, the std of a virtual weight before the fan-out scale. learnable_scale: one trainable
     gain per tensor (the library's VAR_FANOUT modifier; counted in the budget). Training recipe:
-    epochs/lr/optimizer/weight_decay/batch_size/schedule (defaults: the baseline's, spec "optimiser,
-    LR, epochs: those of the base model", unverified). kd_weight > 0 distils from the dense baseline
+    epochs/lr/optimizer/weight_decay/batch_size/schedule; unset (None) they come from the protocol's
+    from-scratch recipe (``fair``: baseline epochs + E at the tuned learning rate; ``quick``: the dense
+    baseline's recipe, as the paper trains with "the optimiser, LR and epochs of the base model"). kd_weight > 0 distils from the dense baseline
     (off by default: the paper trains from scratch without a teacher).
     """
 
@@ -360,12 +361,12 @@ class MultiHash(Method):
     sigma: float = 1.0
     learnable_scale: bool = False
     compress_classifier: bool = True
-    epochs: int = 10
-    lr: float = 1e-3
-    optimizer: Literal["adam", "sgd"] = "adam"
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    schedule: Literal["constant", "cosine"] = "constant"
+    epochs: int | None = None
+    lr: float | None = None
+    optimizer: Literal["adam", "sgd"] | None = None
+    weight_decay: float | None = None
+    batch_size: int | None = None
+    schedule: Literal["constant", "cosine"] | None = None
     kd_weight: float = 0.0
     temperature: float = 4.0
 
@@ -376,9 +377,9 @@ class MultiHash(Method):
             raise ValueError(f"kd_weight must be in [0, 1], got {self.kd_weight}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.weight_decay < 0:
+        if self.weight_decay is not None and self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        self.recipe()  # epochs, lr and batch_size are checked by TrainRecipe
+        TrainRecipe(**self._pinned())  # epochs, lr and batch_size are checked by TrainRecipe
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
@@ -389,9 +390,14 @@ class MultiHash(Method):
             "pool": trial.suggest_categorical("pool", ["product", "kronecker"]),
         }
 
-    def recipe(self) -> TrainRecipe:
-        return TrainRecipe(epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
-                           batch_size=self.batch_size, schedule=self.schedule)
+    def _pinned(self) -> dict[str, Any]:
+        fields = dict(epochs=self.epochs, lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
+                      batch_size=self.batch_size, schedule=self.schedule)
+        return {k: v for k, v in fields.items() if v is not None}
+
+    def recipe(self, context: Context) -> TrainRecipe:
+        """The protocol's from-scratch recipe with the fields this method pins."""
+        return context.train_recipe(**self._pinned())
 
     def build(self, model: nn.Module, target_ratio: float, generator: torch.Generator) -> MultiHashNet:
         """The untrained hashed network at exactly round(params_total / target_ratio) stored parameters."""
@@ -408,5 +414,5 @@ class MultiHash(Method):
         teacher = context.teacher if self.kd_weight > 0 else None
         if self.kd_weight > 0 and teacher is None:
             raise CompressionError("multihash: kd_weight > 0 needs the dense baseline as teacher; the context has none")
-        return context.fit(hashed, self.recipe(), teacher=teacher, kd_weight=self.kd_weight,
+        return context.fit(hashed, self.recipe(context), teacher=teacher, kd_weight=self.kd_weight,
                            temperature=self.temperature)

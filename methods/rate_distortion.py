@@ -247,6 +247,16 @@ class RateDistortion(Method):
         return {"alpha": trial.suggest_float("alpha", 5.0, 15.0),
                 "normalize": trial.suggest_categorical("normalize", [True, False])}
 
+    def _keeps(self, model: nn.Module, target_ratio: float) -> list[int]:
+        """Survivor counts after each iterative round, the last one exactly the target's."""
+        tensors = self._tensors(model)
+        final_keep = keep_count(model, target_ratio, tensors)
+        total = sum(getattr(m, n).numel() for m, n in tensors)
+        return [k for k in _survivor_schedule(total, self.round_fraction) if k > final_keep] + [final_keep]
+
+    def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
+        return len(self._keeps(model, target_ratio)) - 1 if self.schedule == "iterative" else 0
+
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         tensors = self._tensors(model)
         final_keep = keep_count(model, target_ratio, tensors)
@@ -254,7 +264,7 @@ class RateDistortion(Method):
         generator = context.generator()
         if self.schedule == "one-shot":
             return self._one_shot(model, tensors, final_keep, total, generator, context)
-        keeps = [k for k in _survivor_schedule(total, self.round_fraction) if k > final_keep] + [final_keep]
+        keeps = self._keeps(model, target_ratio)
         for r, keep in enumerate(keeps, start=1):
             tensors = self._tensors(model)  # fine-tuning may hand back another module
             source = _read(tensors, self.normalize)

@@ -82,9 +82,11 @@ def parsed_experiments(name: str, argvs: list[list[str]]) -> list[tuple[Any, Any
     from bench.cli import build_parser, sweep_from_args
     from bench.papers import experiments, list_papers
 
-    assert name in list_papers() and experiments(name) == argvs
+    from bench.papers import REPRODUCTION_PROTOCOL
+
+    assert name in list_papers() and experiments(name) == [[*a, "--protocol", REPRODUCTION_PROTOCOL] for a in argvs]
     parser = build_parser()
-    return [(args, sweep_from_args(args)) for args in (parser.parse_args(argv) for argv in argvs)]
+    return [(args, sweep_from_args(args)) for args in (parser.parse_args(argv) for argv in experiments(name))]
 
 
 def series_rows(table: pd.DataFrame, groups: dict[str, pd.DataFrame], n: int) -> Iterator[tuple[pd.Series, pd.DataFrame]]:

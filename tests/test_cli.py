@@ -46,6 +46,10 @@ BAD_INPUTS = [
     (["run", "--ratio", "4", "--param", "scope"], "must look like key=value"),
     (["run", "--ratio", "4", "--param", "random=maybe"], "random='maybe' must be of type bool"),
     (["run", "--ratio", "4", "--threads", "0"], "--threads must be an integer >= 1"),
+    (["run", "--ratio", "4", "--protocol", "fastest"], "unknown protocol 'fastest'; choose one of: fair, quick"),
+    (["bench", "--protocol", "fair", "--method", "lma", "--param", "epochs=40"],
+     "lma epochs=40 breaks the fair protocol's equal budget: every arm trains 15 epochs"),
+    (["run", "--ratio", "4", "--lr", "-1"], "--lr must be a positive number"),
     (["fetch", "svhn"], "unknown dataset 'svhn'"),
 ]
 

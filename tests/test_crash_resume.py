@@ -15,7 +15,7 @@ from bench.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = [sys.executable, "-m", "bench", "bench", "--dataset", "digits", "--model", "mlp", "--ratios", "2,4,8",
-           "--epochs", "2", "--finetune-epochs", "25", "--quiet"]
+           "--epochs", "2", "--finetune-epochs", "25", "--protocol", "quick", "--quiet"]
 
 
 def _env(results: Path) -> dict[str, str]:

@@ -157,7 +157,7 @@ def _bench_argv(storage: str, workers: int, epochs: int = 2) -> list[str]:
     # The tests share one tracking server, as studies do; a different baseline budget is a different study.
     return [sys.executable, "-m", "bench", "bench", "--method", "magnitude", "--dataset", "digits", "--model", "mlp",
             "--ratios", ",".join(f"{r:g}" for r in RATIOS), "--seeds", "1", "--epochs", str(epochs),
-            "--finetune-epochs", "1",
+            "--finetune-epochs", "1", "--protocol", "quick",
             "--workers", str(workers), "--threads", "1", "--storage", storage]
 
 

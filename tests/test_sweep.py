@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from bench.config import ExperimentConfig
+from bench.protocol import QUICK
 from bench.figures import NoRunsError, make_figures, operating_points, tidy_runs
 from bench.recipes import TrainRecipe
 from bench.sweep import SweepConfig, run_sweep
@@ -60,14 +61,17 @@ def test_grid_sweep_runs_every_point_on_every_seed_and_resumes(results):
     assert len(Tracker().runs_frame()) == len(runs)
 
 
-def test_unreachable_point_fails_is_retried_and_counted_while_others_complete(results):
+def test_unreachable_point_is_pruned_once_with_its_reason_while_others_complete(results):
     cfg = SweepConfig(template=_template(), ratios=(4.0, 5000.0), seeds=1, quiet=True, max_retries=1)
     summary = run_sweep(cfg)
     states = sorted((t.params.get("ratio"), t.state.name) for t in _study(cfg, results).get_trials())
-    assert states == [(4.0, "COMPLETE"), (5000.0, "FAIL"), (5000.0, "FAIL")]
-    assert summary.complete == 1 and summary.failed == 2
-    failed = [t for t in _study(cfg, results).get_trials() if t.state.name == "FAIL"]
-    assert all("out of reach" in t.user_attrs["error"] for t in failed)
+    # Out of reach is a property of the method and model, not bad luck: recorded once, never retried.
+    assert states == [(4.0, "COMPLETE"), (5000.0, "PRUNED")]
+    assert summary.complete == 1 and summary.failed == 0
+    pruned = [t for t in _study(cfg, results).get_trials() if t.state.name == "PRUNED"]
+    assert all("out of reach" in t.user_attrs["error"] for t in pruned)
+    unreachable = tidy_runs(Tracker()).query("kind == 'unreachable'")
+    assert len(unreachable) == 1 and "out of reach" in unreachable["error"].iloc[0]
 
 
 def test_tpe_sweep_suggests_ratio_and_method_parameters(results):
@@ -86,7 +90,7 @@ def test_figures_come_from_tracked_runs_and_match_a_direct_computation(results):
     run_sweep(SweepConfig(template=_template(), ratios=(2.0, 4.0), seeds=2, quiet=True))
     run_sweep(SweepConfig(template=_template(method_params={"scope": "layer"}), ratios=(2.0, 4.0), seeds=2, quiet=True))
     written = make_figures(results / "figures", Tracker(), log=lambda m: None)
-    folder = results / "figures" / "digits__mlp"
+    folder = results / "figures" / "digits__mlp" / QUICK.label  # one folder per protocol
     for name in ("accuracy_vs_ratio.png", "accuracy_vs_ratio.pdf", "accuracy_vs_speedup.png", "summary.md",
                  "commensurate.csv", "pareto.csv"):
         assert folder / name in written and (folder / name).stat().st_size > 0

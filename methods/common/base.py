@@ -1,7 +1,7 @@
 """The method contract (DESIGN.md "The method contract") and what a method may use while compressing."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar, Protocol
 
 import torch
@@ -27,10 +27,12 @@ class Fit(Protocol):
 class Context:
     """What the pipeline hands a method: data, seed, and the shared training machinery.
 
-    ``finetune`` applies the one fine-tune budget every method shares (iterative methods call it
-    between rounds); ``fit`` trains with an explicit recipe (train-time methods' own budget);
-    ``teacher`` is the cached dense baseline, never to be modified; ``log_metrics`` records step
-    metrics (a method's own trajectory) on the run.
+    ``finetune`` applies the protocol's fine-tune (iterative methods call it between rounds; under an
+    equal budget each call gets its share of the arm's optimiser steps, see ``Method.planned_finetunes``);
+    ``fit`` trains with an explicit recipe; ``scratch_recipe`` is what the protocol gives a model trained
+    from random initialisation (train-time methods start from it, see ``train_recipe``); ``teacher`` is the
+    cached dense baseline, never to be modified; ``log_metrics`` records step metrics (a method's own
+    trajectory) on the run. Every training call is charged to the run's budget, which refuses an overrun.
     """
 
     data: DataSplits
@@ -41,6 +43,12 @@ class Context:
     log_metrics: Callable[[dict[str, float], int], None] = lambda metrics, step: None
     evaluate: Callable[[nn.Module], float] | None = None  # validation accuracy of a model
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    scratch_recipe: TrainRecipe = field(default_factory=lambda: TrainRecipe())
+
+    def train_recipe(self, **overrides: Any) -> TrainRecipe:
+        """The protocol's from-scratch recipe with the method's pinned fields (those not None) applied."""
+        pinned = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self.scratch_recipe, **pinned) if pinned else self.scratch_recipe
 
     def generator(self, salt: int = 0) -> torch.Generator:
         """A fresh generator seeded from the run seed, so a method's randomness is reproducible.
@@ -71,6 +79,15 @@ class Method:
 
     def compress(self, model: SequentialNet, target_ratio: float, context: Context) -> nn.Module:
         raise NotImplementedError
+
+    def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
+        """The most ``context.finetune`` calls ``compress`` will make (0 for one-shot methods).
+
+        Under an equal budget the protocol's fine-tune steps are split evenly between these calls and the
+        final fine-tune, so an iterative method spends exactly what a one-shot one does; a call beyond the
+        plan is refused. A method that stops early leaves the unspent share to the final fine-tune.
+        """
+        return 0
 
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:

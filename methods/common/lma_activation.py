@@ -98,6 +98,14 @@ class LMA(nn.Module):
         return 6 * std.clamp_min(self.eps) / self.segments
 
     @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Back to the untrained state of ``__init__`` (slopes a⁰, zero intercepts, no statistics yet)."""
+        self.alpha.zero_()
+        self.beta.zero_()
+        self.running_mean.zero_()
+        self.running_std.zero_()
+
+    @torch.no_grad()
     def _update_running(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         rho = self.momentum
         self.running_mean.mul_(rho).add_((1 - rho) * mean.to(self.running_mean.dtype))
