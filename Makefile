@@ -25,7 +25,7 @@ DASHBOARD_PORT ?= 8080
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data bench test test-e2e ui dashboard figures reproduce benchmark test-scale clean
+.PHONY: help setup data bench compare test test-e2e ui dashboard figures reproduce benchmark test-scale clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ bench: setup data  ## Optuna study of METHOD under PROTOCOL: grid over its ratio
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FINETUNE_EPOCHS),--finetune-epochs $(FINETUNE_EPOCHS)) \
 		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(foreach p,$(PARAMS),--param $(p))
+
+compare: setup data  ## every method and control under PROTOCOL on DATASET/MODEL (SEEDS, RATIOS, WORKERS), then its verdict
+	$(BIN)/python -m bench compare --dataset $(DATASET) --model $(MODEL) --protocol $(PROTOCOL) --workers $(WORKERS) \
+		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(STORAGE),--storage $(STORAGE))
 
 test: setup  ## run the test suite (fetches Fashion-MNIST for the data tests)
 	$(BIN)/python -m bench fetch fashion-mnist

@@ -121,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     figures = sub.add_parser("figures", help="regenerate every figure and table from the tracked runs")
     figures.add_argument("--out", default=None, help="output folder (default results/figures)")
+    compare = sub.add_parser("compare", help="every method and control under one protocol, then the verdict")
+    compare.add_argument("--dataset", default="fashion-mnist")
+    compare.add_argument("--model", default="lenet300")
+    compare.add_argument("--protocol", default=DEFAULT_PROTOCOL)
+    compare.add_argument("--seeds", default=None, help="number of seeds (default: the protocol's)")
+    compare.add_argument("--ratios", default=None, help="operating points (default: the protocol's)")
+    compare.add_argument("--workers", default="1", help="parallel worker processes per study")
+    compare.add_argument("--methods", default=None, help="a comma-separated subset of the methods")
+    compare.add_argument("--storage", default=None, help="Optuna storage URL")
+    compare.add_argument("--out", default=None, help="where the verdict goes (default results/figures)")
+    compare.add_argument("--dry-run", action="store_true", help="print the commands only")
     reproduce = sub.add_parser("reproduce", help="run the experiments behind a seed paper's figure")
     reproduce.add_argument("paper")
     reproduce.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -249,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _figures(args)
         if args.command == "reproduce":
             return _reproduce(args)
+        if args.command == "compare":
+            return _compare(args)
         sweep = sweep_from_args(args) if args.command == "bench" else None
         configs = [sweep.template] if sweep is not None else configs_from_args(args)
         if args.threads is not None:
@@ -340,4 +353,48 @@ def _reproduce(args: argparse.Namespace) -> int:
             code = main(argv)
             if code != 0:
                 return code
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """Run every study of the comparison (each validated like a ``bench`` command), then write its verdict."""
+    import shlex
+    import time
+    from pathlib import Path
+
+    from bench.compare import VARIANTS, study_argvs
+
+    _check_name("dataset", args.dataset, datasets.list_datasets())
+    _check_name("model", args.model, list_models())
+    get_protocol(args.protocol)
+    only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
+    known = {m for m, _ in VARIANTS}
+    if only and not only <= known:
+        raise UsageError(f"--methods: unknown {', '.join(sorted(only - known))}; choose from: {', '.join(sorted(known))}")
+    extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
+        + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else [])
+    argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)
+    for argv in argvs:  # every study validated before the first one trains
+        sweep_from_args(build_parser().parse_args(argv))
+    start = time.perf_counter()
+    for argv in argvs:
+        print("python -m bench " + shlex.join(argv), flush=True)
+        if not args.dry_run:
+            code = main(argv)
+            if code not in (0, 1):  # 1: a study whose every point is out of reach; the verdict says so
+                return code
+    if args.dry_run:
+        return 0
+    print(f"comparison took {time.perf_counter() - start:.0f} s", flush=True)
+    from bench.config import results_dir
+    from bench.figures import comparison_figures, tidy_runs
+    from bench.tracking import Tracker
+
+    runs = tidy_runs(Tracker())
+    runs = runs[runs["experiment"] == f"{args.dataset}/{args.model}"]
+    out = Path(args.out) if args.out else results_dir() / "figures"
+    written = comparison_figures(runs, out)
+    for path in written:
+        if path.name == "verdict.md":
+            print(f"verdict: {path}")
     return 0

@@ -154,3 +154,23 @@ def test_one_run_end_to_end_through_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "magnitude" in result.stdout and "achieved 4.0" in result.stdout
     assert (tmp_path / "results" / "mlflow.db").exists()
+
+
+def test_compare_lists_one_study_per_variant_under_the_protocol(capsys):
+    from bench.cli import main
+    from bench.compare import VARIANTS
+
+    assert main(["compare", "--dataset", "digits", "--model", "mlp", "--seeds", "3", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(VARIANTS) == 8
+    assert all(" --protocol fair " in line and "--seeds 3" in line for line in lines)
+    assert {line.split("--method ")[1].split()[0] for line in lines} == {
+        "magnitude", "rate-distortion", "coreset", "multihash", "lma", "lq", "sap"}
+
+
+def test_compare_refuses_an_unknown_method_with_one_line(capsys):
+    from bench.cli import main
+
+    assert main(["compare", "--methods", "magnitude,prune-it-all", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown prune-it-all" in err[0]

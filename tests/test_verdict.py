@@ -360,3 +360,30 @@ def test_write_verdict_writes_everything(tmp_path):
     assert "Cross-recipe check" in md
     csv = pd.read_csv(tmp_path / "out" / "verdict.csv")
     assert len(csv) == 6
+
+
+# ---------------------------------------------------------------- compact view (README tables)
+
+def test_compact_table_puts_each_control_after_its_method_with_the_paired_verdict():
+    import pandas as pd
+
+    from bench.verdict import compact_table
+
+    rows = []
+    for seed, (mag, core, scratch) in enumerate([(0.80, 0.70, 0.75), (0.82, 0.71, 0.74), (0.84, 0.72, 0.76)]):
+        for variant, arm, acc in (("magnitude", "method", mag), ("coreset", "method", core),
+                                  ("coreset", "scratch", scratch)):
+            rows.append({"experiment": "d/m", "kind": "compressed", "variant": variant, "arm": arm,
+                         "requested_ratio": 4.0, "seed": seed, "lr": 1e-3, "val_acc_top1": acc, "acc_top1": acc,
+                         "compression_ratio": 4.0, "run_id": f"{variant}{arm}{seed}"})
+    rows.append({"experiment": "d/m", "kind": "unreachable", "variant": "coreset", "arm": "method",
+                 "requested_ratio": 128.0, "seed": 0, "error": "too small"})
+    table = verdict_table(select_on_validation(pd.DataFrame(rows)))
+    compact = compact_table(table)
+    assert list(compact["method [control arm]"]) == ["magnitude", "coreset", "coreset [scratch]"]
+    assert list(compact.columns) == ["method [control arm]", "4x", "128x"]
+    mag = compact.set_index("method [control arm]").loc["magnitude"]
+    assert mag["4x"] == "82.00 ± 2.00" and mag["128x"] == ""
+    core = compact.set_index("method [control arm]").loc["coreset"]
+    # coreset − magnitude per seed: −0.10, −0.11, −0.12 → mean −11 points, sd 1, t(2) = 4.3027 → ±2.48
+    assert core["4x"] == "71.00 ± 1.00 (-11.00 [-13.48, -8.52] worse)" and core["128x"] == "unreachable"
