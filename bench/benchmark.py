@@ -464,7 +464,7 @@ def memory(settings: Settings, rows: list[Row], notes: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         env = {**os.environ, "COMPRESSION_BENCH_RESULTS": tmp, "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
         argv = [sys.executable, "-m", "bench", "run", "--method", "magnitude", "--dataset", settings.dataset,
-                "--ratio", "8", "--epochs", "1", "--finetune-epochs", "1", "--threads", str(settings.threads)]
+                "--ratio", "8", "--epochs", "1", "--finetune-epochs", "1", "--protocol", "quick", "--threads", str(settings.threads)]
         seconds, peak, code = run_measured(argv, env)
         if code != 0:
             raise RuntimeError(f"{' '.join(argv)} exited with status {code}")

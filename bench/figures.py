@@ -333,21 +333,25 @@ def comparison_figures(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
         comp = group[group["kind"] == "compressed"]
         front = comp[pareto_mask(comp["acc_top1"].to_numpy(), comp["compression_ratio"].to_numpy())]
         written += _write_table(front[["variant", "seed", "requested_ratio", "compression_ratio", "acc_top1", "run_id"]]
-                                .sort_values("compression_ratio"), folder / "pareto", f"Pareto front — {experiment}")
+                                .sort_values("compression_ratio"), folder / "pareto", f"Pareto front (single runs chosen on validation) — {_caption(group, experiment)}")
     return written
 
 
 def make_figures(out_dir: Path, tracker: Any | None = None, log: Any = print) -> list[Path]:
     """Every figure and table; raises NoRunsError on an empty store."""
-    from bench.papers import paper_figures
+    from bench.papers import REPRODUCTION_PROTOCOL, paper_figures
 
     runs = tidy_runs(tracker)
     if runs.empty or not (runs["kind"] == "compressed").any():
         uri = tracker.uri if tracker is not None else "the default store"
         raise NoRunsError(f"no finished compressed runs in {uri}; run `make bench METHOD=magnitude` first")
     written = comparison_figures(runs, out_dir)
+    # Paper figures draw only the runs their reproductions made (and pre-protocol runs), never a comparison
+    # under another protocol that happens to share a dataset and model.
+    paper_runs = runs[runs["protocol"].isin([REPRODUCTION_PROTOCOL, "legacy"])].copy()
+    paper_runs.attrs.update(runs.attrs)
     for name, figure in paper_figures().items():
-        produced = figure(runs, out_dir / "papers" / name)
+        produced = figure(paper_runs, out_dir / "papers" / name)
         if produced:
             written += produced
         else:

@@ -94,6 +94,25 @@ def _log(cfg: SweepConfig, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+class _PinnedTrial:
+    """A trial seen through the user's pinned method parameters: ``suggest_*`` of a pinned name returns the
+    pinned value without adding it to the search space, so a pinned parameter is neither tuned nor shown
+    as a trial parameter (the study name says it is fixed)."""
+
+    def __init__(self, trial: Any, pinned: dict[str, Any]) -> None:
+        self._trial, self._pinned = trial, pinned
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._trial, name)
+        if not name.startswith("suggest_"):
+            return attr
+
+        def suggest(param: str, *args: Any, **kwargs: Any) -> Any:
+            return self._pinned[param] if param in self._pinned else attr(param, *args, **kwargs)
+
+        return suggest
+
+
 class Objective:
     """Evaluates one operating point on every seed; returns (mean val accuracy, mean achieved ratio)."""
 
@@ -118,9 +137,9 @@ class Objective:
             tuned: dict[str, Any] = {}
         else:
             ratio = trial.suggest_float("ratio", *cfg.ratio_range, log=True)
-            tuned = self.method_cls.search_space(trial)
+            tuned = self.method_cls.search_space(_PinnedTrial(trial, dict(cfg.template.method_params)))
         lr = float(trial.suggest_categorical("lr", list(cfg.lrs)))
-        params = {**dict(cfg.template.method_params), **tuned}
+        params = {**tuned, **dict(cfg.template.method_params)}  # what the user pinned is never overridden
         arms = applicable_arms(methods.build(cfg.template.method, params), cfg.template.protocol.controls)
         trial.set_user_attr("arms", list(arms))
         run_ids: list[str] = []

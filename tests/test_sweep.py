@@ -109,3 +109,16 @@ def test_figures_come_from_tracked_runs_and_match_a_direct_computation(results):
         group = points[points["variant"] == r["variant"]]
         ok = group[group["acc_mean"] >= dense - r["delta_points"] / 100]
         assert r["ratio"] == pytest.approx(ok["ratio_mean"].max())
+
+
+def test_tpe_leaves_a_pinned_parameter_out_of_the_search_space(results):
+    """`make bench METHOD=magnitude PARAMS=scope=layer TRIALS=n`: scope stays layer and is not a trial parameter."""
+    cfg = SweepConfig(template=_template(method_params={"scope": "layer"}), mode="tpe", trials=3,
+                      ratio_range=(2.0, 8.0), quiet=True)
+    run_sweep(cfg)
+    trials = [t for t in _study(cfg, results).get_trials() if t.state.name == "COMPLETE"]
+    assert len(trials) == 3 and all("scope" not in t.params for t in trials)
+    assert {t.user_attrs["method_params"]["scope"] for t in trials} == {"layer"}
+    runs = tidy_runs(Tracker()).query("kind == 'compressed'")
+    assert set(runs["variant"]) == {"magnitude (tuned)"}  # a TPE study's runs are one tuned variant
+    assert {p["scope"] for p in runs["method_params"]} == {"layer"}
