@@ -209,22 +209,37 @@ class GridExhausted(Exception):
 
 
 def _enqueued_trials_only(study: Any) -> None:
-    """Make ``study.ask()`` stop instead of creating a fresh trial when no WAITING trial is left.
+    """Make a grid worker take only enqueued points, each exactly once.
 
-    A grid worker checks for WAITING trials, then ``optimize`` pops one; when another worker pops the
-    last one in between, Optuna creates a new trial and the sampler fills it with a random grid ratio:
-    a duplicate point. Popping a WAITING trial is atomic in every storage; creating is what must not
-    happen. (``enqueue_trial`` passes a template trial and is unaffected.)
+    * ``study.ask()`` stops instead of creating a fresh trial when no WAITING trial is left: a grid worker
+      checks for WAITING trials, then ``optimize`` pops one; when another worker pops the last one in
+      between, Optuna would create a new trial and the sampler fill it with a random grid ratio (a
+      duplicate point). (``enqueue_trial`` passes a template trial and is unaffected.)
+    * Claiming a WAITING trial (WAITING -> RUNNING) happens under the study's storage-backed lock: on SQLite
+      the storage's own check-then-set is not atomic across processes, so two workers could both read a
+      trial as WAITING and both run it (the second then fails with "Cannot tell a COMPLETE trial").
     """
+    from optuna.trial import TrialState
+
     storage = study._storage
-    create = storage.create_new_trial
+    create, set_state = storage.create_new_trial, storage.set_trial_state_values
+    lock_name = f"{study.study_name}#claim"
 
     def create_new_trial(study_id: int, template_trial: Any = None) -> int:
         if template_trial is None:
             raise GridExhausted
         return create(study_id, template_trial)
 
+    def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
+        if state != TrialState.RUNNING:
+            return set_state(trial_id, state, values)
+        with study_lock(storage, lock_name):
+            if storage.get_trial(trial_id).state != TrialState.WAITING:
+                return False  # claimed by another worker first
+            return set_state(trial_id, state, values)
+
     storage.create_new_trial = create_new_trial
+    storage.set_trial_state_values = set_trial_state_values
 
 
 def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int = 0,
