@@ -75,7 +75,7 @@ class SweepConfig:
         settings = {"method_params": t.method_params, "dataset_options": t.dataset_options,
                     "model_options": t.model_options, "baseline": dataclasses.asdict(t.baseline),
                     "finetune": {k: v for k, v in dataclasses.asdict(t.finetune).items() if k != "lr"},
-                    "protocol": t.protocol.content(), "seeds": self.seeds,
+                    "protocol": t.protocol.content(), "seeds": self.seeds, "lrs": self.lrs,
                     "space": self.ratios if self.mode == "grid" else self.ratio_range}
         return f"{t.method}/{t.dataset}/{t.model}/{t.protocol.label}/{self.mode}-{content_hash(settings)[:8]}"
 

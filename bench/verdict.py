@@ -274,6 +274,30 @@ def lr_edge_report(chosen: "pandas.DataFrame") -> "pandas.DataFrame":
                                        "n_high", "frac_edge"])
 
 
+def tuning_budgets(runs: "pandas.DataFrame") -> "pandas.DataFrame":
+    """Per (experiment, variant, arm) of the compressed runs: the learning-rate candidates it was run at and
+    how many. Equal tuning budgets mean one row's candidates equal every other row's of the experiment."""
+    comp = runs[(runs["kind"] == "compressed") & runs["lr"].notna()]
+    rows = [{"experiment": e, "variant": v, "arm": a, "n_candidates": len(lrs),
+             "candidates": ", ".join(_short_lr(lr) for lr in lrs)}
+            for (e, v, a), g in comp.groupby(["experiment", "variant", "arm"], sort=True)
+            for lrs in [sorted(g["lr"].unique())]]
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["experiment", "variant", "arm", "n_candidates", "candidates"])
+
+
+def unequal_tuning(runs: "pandas.DataFrame") -> list[str]:
+    """One line per experiment whose methods were tuned over different candidate sets (empty when equal)."""
+    budgets = tuning_budgets(runs)
+    lines = []
+    for exp, g in budgets.groupby("experiment", sort=True):
+        if g["candidates"].nunique() > 1:
+            sets = "; ".join(f"{v} [{a}]: {c}" for v, a, c in zip(g["variant"], g["arm"], g["candidates"]))
+            lines.append(f"WARNING — {exp}: unequal tuning budgets (learning-rate candidates differ): {sets}")
+    return lines
+
+
 def grid_brackets_optimum(chosen: "pandas.DataFrame", threshold: float = 0.5) -> bool:
     """False when, for the compressed points of any (experiment, variant, arm), more than ``threshold`` of the
     tuned points chose an edge lr: the optimum may lie outside the grid, so widen the lr set (for every method,
@@ -446,11 +470,13 @@ def accuracy_drop_figure(chosen: "pandas.DataFrame", path: Path, caption: str) -
 
 # ---------------------------------------------------------------- compact view
 
-def _compact_cell(row: "pandas.Series", reference: str) -> str:
+def _compact_cell(row: "pandas.Series", reference: str, brief: bool = False) -> str:
     if row["n"] == 0 or _isna(row["acc_mean"]):
         return "unreachable"
     cell = f"{row['acc_mean'] * 100:.2f} ± {row['acc_std'] * 100:.2f}"
     verdict = row["vs_reference"]
+    if brief:
+        return cell + (f" {verdict}" if verdict in ("better", "worse", "tie") else "")
     if verdict in ("better", "worse", "tie"):
         cell += f" ({row['diff_mean'] * 100:+.2f} [{row['diff_low'] * 100:+.2f}, {row['diff_high'] * 100:+.2f}] {verdict})"
     elif verdict.startswith("n/a") and not _isna(row["diff_mean"]):
@@ -458,15 +484,16 @@ def _compact_cell(row: "pandas.Series", reference: str) -> str:
     return cell
 
 
-def compact_table(table: "pandas.DataFrame", reference: str = "magnitude") -> "pandas.DataFrame":
+def compact_table(table: "pandas.DataFrame", reference: str = "magnitude", brief: bool = False) -> "pandas.DataFrame":
     """One experiment's verdict as rows (variant, with the arm when it is a control) by requested ratio: each
-    cell "mean ± std (difference against the reference [95% interval] verdict)", in percent and points."""
+    cell "mean ± std (difference against the reference [95% interval] verdict)", in percent and points
+    (``brief``: "mean ± std verdict")."""
     import pandas as pd
 
     if table["experiment"].nunique() > 1:
         raise ValueError("compact_table takes one experiment's verdict table")
     label = [v if a == "method" else f"{v} [{a}]" for v, a in zip(table["variant"], table["arm"])]
-    cells = table.assign(row=label, cell=[_compact_cell(r, reference) for _, r in table.iterrows()])
+    cells = table.assign(row=label, cell=[_compact_cell(r, reference, brief) for _, r in table.iterrows()])
     wide = cells.pivot_table(index="row", columns="requested_ratio", values="cell", aggfunc="first")
     # Methods in the order of their mean rank over ratios, each method's controls right after it.
     order = cells.assign(rank=pd.to_numeric(cells["rank"], errors="coerce")).groupby("row")["rank"].mean()
@@ -540,12 +567,19 @@ def write_verdict(runs: "pandas.DataFrame", out_dir: Path, caption: str,
                  "The lr grid brackets the optimum." if brackets else
                  "**The lr grid does not bracket the optimum**: more than half the tuned points of some method "
                  "chose an edge lr; widen the lr set for every method and rerun.")
+    unequal = unequal_tuning(runs)
     md += ["## Learning-rate grid", "", to_markdown(edges), "", grid_note, ""]
+    md += unequal + ([""] if unequal else ["Every method and control was tuned over the same learning-rate "
+                                           "candidates (equal tuning budgets).", ""])
     recipe = _recipe_lines(runs, chosen, table)
     if recipe:
         md += ["## Cross-recipe check (winner and runner-up swap lrs)", "", *recipe, ""]
 
-    written = [out_dir / "verdict.md", out_dir / "verdict.csv"]
+    brief = [f"Test accuracy (%), mean ± std over seeds, and the paired verdict against `{reference}` — {caption}", ""]
+    for exp, g in table.groupby("experiment", sort=True):
+        brief += [f"**{exp}**", "", to_markdown(compact_table(g, reference, brief=True)), ""]
+    written = [out_dir / "verdict.md", out_dir / "verdict.csv", out_dir / "verdict_brief.md"]
     written[0].write_text("\n".join(md))
+    written[2].write_text("\n".join(brief))
     table.to_csv(written[1], index=False)
     return written + accuracy_drop_figure(chosen, out_dir / "accuracy_drop", caption)

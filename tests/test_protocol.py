@@ -75,8 +75,10 @@ def _steps_of(config: ExperimentConfig, counter: Counter, **kw):
 def test_protocol_hash_names_content_not_prose():
     reworded = dataclasses.replace(FAIR, summary="other words")
     assert reworded.hash == FAIR.hash
-    assert dataclasses.replace(FAIR, lr_candidates=(1e-3,)).hash != FAIR.hash
-    assert dataclasses.replace(FAIR, seeds=5, ratios=(4.0,)).hash == FAIR.hash  # the plan, not the runs
+    assert dataclasses.replace(FAIR, extra_epochs=7).hash != FAIR.hash
+    assert dataclasses.replace(FAIR, finetune=dataclasses.replace(FAIR.finetune, optimizer="sgd")).hash != FAIR.hash
+    # The plan (seeds, points, candidates) is not what a run is: runs of wider plans pool with narrower ones.
+    assert dataclasses.replace(FAIR, seeds=5, ratios=(4.0,), lr_candidates=(1e-3,)).hash == FAIR.hash
     assert FAIR.hash != QUICK.hash and len(FAIR.hash) == 10
     assert get_protocol("fair") is FAIR
     with pytest.raises(ProtocolError, match="choose one of: fair, quick"):

@@ -387,3 +387,18 @@ def test_compact_table_puts_each_control_after_its_method_with_the_paired_verdic
     core = compact.set_index("method [control arm]").loc["coreset"]
     # coreset − magnitude per seed: −0.10, −0.11, −0.12 → mean −11 points, sd 1, t(2) = 4.3027 → ±2.48
     assert core["4x"] == "71.00 ± 1.00 (-11.00 [-13.48, -8.52] worse)" and core["128x"] == "unreachable"
+
+
+def test_unequal_tuning_budgets_are_reported():
+    import pandas as pd
+
+    from bench.verdict import tuning_budgets, unequal_tuning
+
+    rows = [{"experiment": "d/m", "kind": "compressed", "variant": v, "arm": "method", "lr": lr}
+            for v, lrs in (("magnitude", (1e-3, 3e-3)), ("lma", (1e-3, 3e-3))) for lr in lrs]
+    assert unequal_tuning(pd.DataFrame(rows)) == []
+    rows.append({"experiment": "d/m", "kind": "compressed", "variant": "lma", "arm": "method", "lr": 1e-2})
+    budgets = tuning_budgets(pd.DataFrame(rows)).set_index("variant")
+    assert budgets.loc["lma", "n_candidates"] == 3 and budgets.loc["magnitude", "candidates"] == "1e-3, 3e-3"
+    (line,) = unequal_tuning(pd.DataFrame(rows))
+    assert "unequal tuning budgets" in line and "lma [method]: 1e-3, 3e-3, 1e-2" in line
