@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", default=None, help="number of seeds (default: the protocol's)")
     compare.add_argument("--ratios", default=None, help="operating points (default: the protocol's)")
     compare.add_argument("--workers", default="1", help="parallel worker processes per study")
+    compare.add_argument("--finetune-lr", default=None,
+                         help="learning-rate candidates (comma-separated) for every method, e.g. to widen the grid")
     compare.add_argument("--methods", default=None, help="a comma-separated subset of the methods")
     compare.add_argument("--storage", default=None, help="Optuna storage URL")
     compare.add_argument("--out", default=None, help="where the verdict goes (default results/figures)")
@@ -372,7 +374,8 @@ def _compare(args: argparse.Namespace) -> int:
     if only and not only <= known:
         raise UsageError(f"--methods: unknown {', '.join(sorted(only - known))}; choose from: {', '.join(sorted(known))}")
     extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
-        + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else [])
+        + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
+        + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else [])
     argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)
     for argv in argvs:  # every study validated before the first one trains
         sweep_from_args(build_parser().parse_args(argv))

@@ -80,7 +80,7 @@ def test_mlflow_ui_and_optuna_dashboard_show_the_sweep(tmp_path):
         _wait_http(f"{tracking}/health")
         sweep = subprocess.run(
             [sys.executable, "-m", "bench", "bench", "--dataset", "digits", "--model", "mlp", "--ratios", "2,4",
-             "--epochs", "1", "--finetune-epochs", "1", "--storage", storage, "--quiet"],
+             "--epochs", "1", "--finetune-epochs", "1", "--protocol", "quick", "--storage", storage, "--quiet"],
             env={**env, "MLFLOW_TRACKING_URI": tracking}, capture_output=True, text=True, timeout=600,
             cwd=Path(__file__).resolve().parents[1])
         assert sweep.returncode == 0, sweep.stderr
@@ -94,13 +94,14 @@ def test_mlflow_ui_and_optuna_dashboard_show_the_sweep(tmp_path):
         client = MlflowClient(tracking)
         experiment = client.get_experiment_by_name("digits/mlp")
         run_names = {r.info.run_name for r in client.search_runs([experiment.experiment_id])}
-        assert {"magnitude-2x-s0", "magnitude-4x-s0", "sweep-magnitude-grid"} <= run_names
+        # Run names carry the ratio, the learning-rate candidate and the seed; the sweep's, the protocol.
+    assert {"magnitude-2x-lr0.0001-s0", "magnitude-4x-lr0.0001-s0", "sweep-magnitude-quick-grid"} <= run_names
 
         # The runs page lists the sweep's parent run (trial runs are nested under it, collapsed) beside the
         # dense baseline and control; each trial run has its own page.
         dom = _render(f"{tracking}/#/experiments/{experiment.experiment_id}/runs", tmp_path / "profile-mlflow",
                       tmp_path / "mlflow-runs.png")
-        for name in ("sweep-magnitude-grid", "baseline-mlp-s0"):
+        for name in ("sweep-magnitude-quick-grid", "baseline-mlp-s0"):
             assert name in dom, f"{name} not rendered in the MLflow runs page"
         assert (tmp_path / "mlflow-runs.png").stat().st_size > 10_000
         nested = client.search_runs([experiment.experiment_id], "tags.kind = 'compressed'")
