@@ -431,7 +431,7 @@ def _drop_plot(drops: "pandas.DataFrame", title: str, path: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     styles = {"method": "-", "scratch": "--", "shuffled": ":"}
     colors = {v: f"C{i % 10}" for i, v in enumerate(sorted(drops["variant"].unique()))}
     for (variant, arm), g in drops.groupby(["variant", "arm"], sort=True):
@@ -446,9 +446,15 @@ def _drop_plot(drops: "pandas.DataFrame", title: str, path: Path) -> list[Path]:
     ratios = sorted(drops["requested_ratio"].unique())
     ax.set_xticks(ratios, [f"{r:g}" for r in ratios])  # the requested ratios themselves, not 2^k labels
     ax.set_xlabel("requested compression ratio (log2 axis)")
-    ax.set_ylabel("accuracy drop vs dense + fine-tune (points)")
+    # Linear within ±2 points and logarithmic beyond: the methods near dense stay readable instead of being
+    # squashed to a line by one that collapses by 80 points.
+    ax.set_yscale("symlog", linthresh=2.0, linscale=1.5)
+    ticks = [t for t in (-2, -1, 0, 1, 2, 5, 10, 20, 50, 100) if t >= min(-1, drops["drop_points"].min() - 1)]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.grid(axis="y", color="0.9", lw=0.8)
+    ax.set_ylabel("accuracy drop vs dense + fine-tune (points; symlog: linear within ±2)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
