@@ -240,6 +240,30 @@ def verdict_table(chosen: "pandas.DataFrame", reference: str = "magnitude") -> "
     return _add_rank(table)[VERDICT_COLUMNS]
 
 
+def against_own_controls(chosen: "pandas.DataFrame") -> "pandas.DataFrame":
+    """Each method against its own control arms (scratch, shuffled) at the same (experiment, ratio), paired on
+    seed: ``diff_*`` is method − control, so "better" means the method beats its control (its weights beat a
+    fresh initialisation of its architecture; its criterion beats its own per-layer densities)."""
+    import pandas as pd
+
+    comp = chosen[(chosen["kind"] == "compressed") & chosen["acc_top1"].notna()]
+    rows = []
+    for (exp, ratio, variant), g in comp.groupby(["experiment", "requested_ratio", "variant"], sort=True):
+        method = g[g["arm"] == "method"]
+        if method.empty:
+            continue
+        own = _per_seed(method)
+        for arm, control in g[g["arm"] != "method"].groupby("arm", sort=True):
+            other = _per_seed(control)
+            common = own.index.intersection(other.index)
+            diff = paired_interval((own[common] - other[common]).tolist())
+            rows.append({"experiment": exp, "requested_ratio": ratio, "variant": variant, "control": arm,
+                         "n": diff.n, "diff_mean": diff.mean, "diff_low": diff.low, "diff_high": diff.high,
+                         "method_vs_control": diff.verdict})
+    return pd.DataFrame(rows, columns=["experiment", "requested_ratio", "variant", "control", "n", "diff_mean",
+                                       "diff_low", "diff_high", "method_vs_control"])
+
+
 def control_reference(chosen: "pandas.DataFrame") -> "pandas.DataFrame":
     """Per experiment: mean, std (ddof=1; 0 for one seed) and seed count of the tuned dense + fine-tune
     control's test accuracy — the accuracy a compressed model should be measured against."""
@@ -573,6 +597,10 @@ def write_verdict(runs: "pandas.DataFrame", out_dir: Path, caption: str,
                  "The lr grid brackets the optimum." if brackets else
                  "**The lr grid does not bracket the optimum**: more than half the tuned points of some method "
                  "chose an edge lr; widen the lr set for every method and rerun.")
+    own = against_own_controls(chosen)
+    if len(own):
+        md += ["## Each method against its own controls (method − control, points, paired on seed, 95% interval)",
+               "", to_markdown(own), ""]
     unequal = unequal_tuning(runs)
     md += ["## Learning-rate grid", "", to_markdown(edges), "", grid_note, ""]
     md += unequal + ([""] if unequal else ["Every method and control was tuned over the same learning-rate "

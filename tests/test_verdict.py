@@ -402,3 +402,21 @@ def test_unequal_tuning_budgets_are_reported():
     assert budgets.loc["lma", "n_candidates"] == 3 and budgets.loc["magnitude", "candidates"] == "1e-3, 3e-3"
     (line,) = unequal_tuning(pd.DataFrame(rows))
     assert "unequal tuning budgets" in line and "lma [method]: 1e-3, 3e-3, 1e-2" in line
+
+
+def test_each_method_is_compared_with_its_own_controls_on_common_seeds():
+    import pandas as pd
+
+    from bench.verdict import against_own_controls
+
+    rows = []
+    for seed, (method, scratch) in enumerate([(0.70, 0.80), (0.72, 0.81), (0.74, 0.85)]):
+        for arm, acc in (("method", method), ("scratch", scratch)):
+            rows.append({"experiment": "d/m", "kind": "compressed", "variant": "coreset", "arm": arm,
+                         "requested_ratio": 8.0, "seed": seed, "lr": 1e-3, "val_acc_top1": acc, "acc_top1": acc,
+                         "run_id": f"{arm}{seed}"})
+    rows = [r for r in rows if not (r["arm"] == "method" and r["seed"] == 2)]  # seed 2: control only
+    (row,) = against_own_controls(select_on_validation(pd.DataFrame(rows))).itertuples(index=False)
+    # method − scratch on seeds 0 and 1: −0.10, −0.09 → mean −0.095, sd 0.00707, t(1) = 12.706 → ±0.0635
+    assert (row.control, row.n, row.method_vs_control) == ("scratch", 2, "worse")
+    assert row.diff_mean == pytest.approx(-0.095) and row.diff_high == pytest.approx(-0.095 + 12.7062047 * 0.0070711 / 2 ** 0.5, abs=1e-5)
