@@ -95,7 +95,7 @@ def test_mlflow_ui_and_optuna_dashboard_show_the_sweep(tmp_path):
         experiment = client.get_experiment_by_name("digits/mlp")
         run_names = {r.info.run_name for r in client.search_runs([experiment.experiment_id])}
         # Run names carry the ratio, the learning-rate candidate and the seed; the sweep's, the protocol.
-    assert {"magnitude-2x-lr0.0001-s0", "magnitude-4x-lr0.0001-s0", "sweep-magnitude-quick-grid"} <= run_names
+        assert {"magnitude-2x-lr0.0001-s0", "magnitude-4x-lr0.0001-s0", "sweep-magnitude-quick-grid"} <= run_names
 
         # The runs page lists the sweep's parent run (trial runs are nested under it, collapsed) beside the
         # dense baseline and control; each trial run has its own page.
