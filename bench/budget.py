@@ -72,5 +72,6 @@ class Ledger:
 
     @property
     def train_epochs_total(self) -> float:
-        """Epochs the final model has seen, counted from random initialisation."""
-        return self.from_init_epochs + self.epochs
+        """Epochs the final model has seen, counted from random initialisation (rounded to 1e-9: a sum of
+        fractional rounds should read 15, not 14.999999999999998)."""
+        return round(self.from_init_epochs + self.epochs, 9)
