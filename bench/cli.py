@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import sys
+from dataclasses import replace
 from typing import Any, Sequence
 
 import datasets
@@ -155,12 +156,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     protocol = get_protocol(args.protocol)
     changes: dict[str, Any] = {}
     if args.epochs is not None:
-        from dataclasses import replace
-
         changes["baseline"] = replace(protocol.baseline, epochs=_int(args.epochs, "--epochs", 0))
     if args.finetune_epochs is not None:
-        from dataclasses import replace
-
         epochs = _int(args.finetune_epochs, "--finetune-epochs", 0)
         changes["finetune"] = replace(protocol.finetune, epochs=epochs)
         changes["extra_epochs"] = epochs
@@ -181,7 +178,7 @@ def _check_budget(protocol: Protocol, method: str, params: dict[str, Any]) -> No
     cls = methods.get(method)
     if not protocol.equal_budget or cls.family != "train-time" or "epochs" not in params:
         return
-    allowed = protocol.baseline.epochs + protocol.extra_epochs
+    allowed = ExperimentConfig.for_protocol(protocol).scratch_recipe().epochs
     pinned = _int(str(params["epochs"]), f"{method} epochs", 1)
     if pinned != allowed:
         raise UsageError(f"{method} epochs={pinned} breaks the {protocol.name} protocol's equal budget: every arm "

@@ -24,7 +24,7 @@ from bench.export import clone
 from bench.metrics import accuracy, latency_metrics, params_effective, params_total, per_layer, size_metrics
 from bench.tracking import Tracker
 from bench.recipes import TrainRecipe
-from bench.training import fit, steps_per_epoch
+from bench.training import fit, fit_steps
 from methods import CompressionError, Context
 
 RATIO_TOLERANCE = 0.03
@@ -110,6 +110,11 @@ def build_method(config: ExperimentConfig) -> methods.Method:
     return methods.build(config.method, dict(config.method_params))
 
 
+def _equal_total(config: ExperimentConfig, recipe: TrainRecipe, n_train: int) -> int | None:
+    """The steps ``recipe`` takes when the protocol equalises budgets (None: it does not, steps are only counted)."""
+    return fit_steps(recipe, n_train) if config.protocol.equal_budget else None
+
+
 def method_ledger(config: ExperimentConfig, method: methods.Method, dense: nn.Module, data: datasets.DataSplits,
                   ratio: float) -> Ledger:
     """The method arm's budget: E epochs of steps on top of the baseline for post-training methods (split
@@ -117,16 +122,17 @@ def method_ledger(config: ExperimentConfig, method: methods.Method, dense: nn.Mo
     n_train = len(data.train_y)
     what = f"{config.method} at {ratio:g}x"
     if method.family == "train-time":
-        total = None
-        if config.protocol.equal_budget:
-            recipe = config.scratch_recipe()
-            total = recipe.epochs * steps_per_epoch(n_train, recipe.batch_size)
-        return Ledger(n_train, total, what=what)
-    total = None
-    if config.protocol.equal_budget:
-        total = config.finetune.epochs * steps_per_epoch(n_train, config.finetune.batch_size)
-    planned = method.planned_finetunes(dense, ratio)
-    return Ledger(n_train, total, planned, from_init_epochs=config.baseline.epochs, what=what)
+        return Ledger(n_train, _equal_total(config, config.scratch_recipe(), n_train), what=what)
+    return Ledger(n_train, _equal_total(config, config.finetune, n_train), method.planned_finetunes(dense, ratio),
+                  from_init_epochs=config.baseline.epochs, what=what)
+
+
+def _train_rest(model: nn.Module, recipe: TrainRecipe, ledger: Ledger, config: ExperimentConfig,
+                data: datasets.DataSplits, progress: bool, finetune: bool) -> nn.Module:
+    """Train ``model`` with ``recipe`` for what is left of ``ledger`` (the whole recipe when it has no total)."""
+    share = ledger.remaining()
+    ledger.charge(recipe, share, finetune=finetune)
+    return fit(model, recipe, data, config.seed, progress=progress, accelerator=config.accelerator, max_steps=share)
 
 
 def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Baseline,
@@ -210,10 +216,7 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
     def final_finetune(model: nn.Module) -> nn.Module:
         if not post_training and config.protocol.equal_budget:
             return model  # a train-time arm has spent its whole budget training from scratch
-        share = ledger.remaining()
-        ledger.charge(config.finetune, share, finetune=True)
-        return fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator,
-                   max_steps=share)
+        return _train_rest(model, config.finetune, ledger, config, data, progress, finetune=True)
 
     arm = _Arm("method", compressed, final_finetune, ledger, steps, {"compress_seconds": compress_seconds})
     result = _track_arm(config, method, arm, baseline, data, control, tracker, parent_run_id, extra_tags, on_run_start)
@@ -244,22 +247,17 @@ def _control_arm(name: str, config: ExperimentConfig, untuned: nn.Module, baseli
     if name == "shuffled":
         model = arms_lib.shuffled(untuned, baseline.model, config.seed)
         recipe = config.finetune
-        total = recipe.epochs * steps_per_epoch(n_train, recipe.batch_size) if config.protocol.equal_budget else None
-        ledger = Ledger(n_train, total, from_init_epochs=config.baseline.epochs, what=f"shuffled control at {config.ratio:g}x")
-        finetune = True
+        ledger = Ledger(n_train, _equal_total(config, recipe, n_train), from_init_epochs=config.baseline.epochs,
+                        what=f"shuffled control at {config.ratio:g}x")
     elif name == "scratch":
         model = arms_lib.scratch(untuned, config.seed)
         recipe = config.scratch_recipe()
-        total = recipe.epochs * steps_per_epoch(n_train, recipe.batch_size) if config.protocol.equal_budget else None
-        ledger = Ledger(n_train, total, what=f"scratch control at {config.ratio:g}x")
-        finetune = False
+        ledger = Ledger(n_train, _equal_total(config, recipe, n_train), what=f"scratch control at {config.ratio:g}x")
     else:
         raise ValueError(f"unknown arm {name!r}; choose one of: scratch, shuffled")
 
     def train(m: nn.Module) -> nn.Module:
-        share = ledger.remaining()
-        ledger.charge(recipe, share, finetune=finetune)
-        return fit(m, recipe, data, config.seed, progress=progress, accelerator=config.accelerator, max_steps=share)
+        return _train_rest(m, recipe, ledger, config, data, progress, finetune=name == "shuffled")
 
     return _Arm(name, model, train, ledger)
 

@@ -136,16 +136,6 @@ class Protocol:
         epochs = self.extra_epochs if self.equal_budget else self.finetune.epochs
         return replace(self.finetune, epochs=epochs, lr=lr)
 
-    def scratch_recipe(self, lr: float) -> TrainRecipe:
-        """Training a compact model from random initialisation (train-time methods, the scratch control).
-
-        Equal budget: the dense baseline's epochs plus E, with the fine-tune's optimiser and schedule at the
-        candidate learning rate. Otherwise the dense baseline's own recipe (the suite's old default).
-        """
-        if not self.equal_budget:
-            return self.baseline
-        return replace(self.finetune, epochs=self.baseline.epochs + self.extra_epochs, lr=lr)
-
     def with_overrides(self, **changes: Any) -> "Protocol":
         """A copy with some fields changed (e.g. from command-line flags); its hash changes with them."""
         return replace(self, **changes) if changes else self
