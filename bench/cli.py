@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {list,fetch,run,bench,figures}``.
+"""Command line: ``python -m bench {list,fetch,run,bench,figures,compare,reproduce,links}``.
 
 Arguments are validated before anything is trained or written; bad input ends with one line on
 stderr and exit status 2. Lightning and MLflow are imported only once a run really starts.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 from dataclasses import replace
 from typing import Any, Sequence
@@ -88,7 +89,14 @@ def _experiment_args(p: argparse.ArgumentParser, ratio_flag: bool) -> None:
     p.add_argument("--train-limit", default=None, help="use only the first N training images (quick runs)")
     p.add_argument("--threads", default=None, help="torch threads for this process")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPU where present), cpu, gpu")
-    p.add_argument("--progress", action="store_true", help="show Lightning's progress bars")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars: the sweep's (trials done, current point, ETA) and Lightning's for any "
+                        "training longer than a few seconds (default: on when stderr is a terminal)")
+    p.add_argument("--log-models", action=argparse.BooleanOptionalAction, default=True,
+                   help="log every compressed model and baseline as an MLflow model (about 1 MB per LeNet run; "
+                        "--no-log-models keeps huge sweeps small)")
+    p.add_argument("--system-metrics", action=argparse.BooleanOptionalAction, default=True,
+                   help="MLflow system metrics (CPU, memory, GPU where present) every second of every run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite:///results/optuna.db; "
                                                        "postgresql://... for several machines; journal:PATH)")
     bench.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    bench.add_argument("--artifact-dir", default=None, help="Optuna artifact store for trial artifacts "
+                                                            "(default results/optuna-artifacts)")
+    links = sub.add_parser("links", help="print, per experiment, the MLflow UI link that opens its runs table")
+    links.add_argument("--url", default="http://127.0.0.1:5000", help="where the MLflow UI is served")
     figures = sub.add_parser("figures", help="regenerate every figure and table from the tracked runs")
     figures.add_argument("--out", default=None, help="output folder (default results/figures)")
     compare = sub.add_parser("compare", help="every method and control under one protocol, then the verdict")
@@ -231,7 +243,20 @@ def sweep_from_args(args: argparse.Namespace):
     protocol = template.protocol
     return SweepConfig(template=template, mode=mode, ratios=protocol.ratios, ratio_range=(low, high),
                        trials=trials, seeds=protocol.seeds, storage=args.storage,
-                       workers=_int(args.workers, "--workers", 1), quiet=args.quiet, progress=args.progress)
+                       workers=_int(args.workers, "--workers", 1), quiet=args.quiet, progress=_progress(args),
+                       tracking=tracking_options(args), artifact_dir=args.artifact_dir,
+                       command="python -m bench " + shlex.join(getattr(args, "argv", None) or sys.argv[1:]))
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """--progress / --no-progress, else on when stderr is a terminal (off in CI logs and pipes)."""
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+def tracking_options(args: argparse.Namespace):
+    from bench.tracking import TrackingOptions
+
+    return TrackingOptions(log_models=args.log_models, system_metrics=args.system_metrics)
 
 
 def _summary_line(result, chosen: bool = False) -> str:
@@ -247,10 +272,13 @@ def _summary_line(result, chosen: bool = False) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     try:
         if args.command == "list":
             print(_epilog())
             return 0
+        if args.command == "links":
+            return _links(args)
         if args.command == "fetch":
             _check_name("dataset", args.dataset, datasets.list_datasets())
             datasets.fetch(args.dataset)
@@ -274,9 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.pipeline import run_experiment
         from bench.tracking import Tracker
 
-        tracker = Tracker()
+        tracker = Tracker(options=tracking_options(args))
         print(f"{configs[0].protocol.caption()}", flush=True)
-        results = [run_experiment(config, tracker, progress=args.progress) for config in configs]
+        results = [run_experiment(config, tracker, progress=_progress(args)) for config in configs]
         # Several candidates of one (ratio, seed): the protocol's rule picks on validation accuracy, never test.
         best = {}
         for r in results:
@@ -326,6 +354,23 @@ def _bench(sweep) -> int:
         print(f"  Pareto: ratio {p['compression_ratio']:.2f}x  val {p['val_acc_top1']:.4f}  test {p['acc_top1']:.4f}  "
               f"(trial {p['trial']})")
     return 0 if summary.complete else 1
+
+
+def runs_view_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's runs table. ``workflowType=machine_learning`` makes MLflow 3 open
+    the "Model training" view instead of its GenAI overview (traces), which is empty for this suite."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def _links(args: argparse.Namespace) -> int:
+    from bench.tracking import Tracker
+
+    experiments = [e for e in Tracker().client.search_experiments() if e.name != "Default"]
+    if not experiments:
+        print(f"MLflow UI: {args.url.rstrip('/')}/#/experiments  (no runs yet: try make bench METHOD=magnitude)")
+    for e in sorted(experiments, key=lambda e: e.name):
+        print(f"{e.name:32s} {runs_view_url(args.url, e.experiment_id)}")
+    return 0
 
 
 def _figures(args: argparse.Namespace) -> int:

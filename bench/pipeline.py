@@ -7,6 +7,7 @@ any other failure is recorded as a FAILED run with its error.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,9 +21,9 @@ from bench import arms as arms_lib
 from bench.baseline import Baseline, ensure_baseline
 from bench.budget import BudgetError, Ledger
 from bench.config import ExperimentConfig
-from bench.export import clone
+from bench.export import clone, deployable
 from bench.metrics import accuracy, latency_metrics, params_effective, params_total, per_layer, size_metrics
-from bench.tracking import Tracker
+from bench.tracking import DatasetRecord, Tracker
 from bench.recipes import TrainRecipe
 from bench.training import fit, fit_steps
 from methods import CompressionError, Context
@@ -38,6 +39,8 @@ class RunResult:
     step_metrics: list[tuple[dict[str, float], int]] = field(default_factory=list)
     controls: list["RunResult"] = field(default_factory=list)  # the control arms derived from this run
     arm: str = "method"
+    artifacts: dict[str, str] = field(default_factory=dict)  # file name -> text, as logged to MLflow
+    model_id: str | None = None  # the MLflow logged model (None: models not logged, or a reused run)
 
 
 def experiment_name(config: ExperimentConfig) -> str:
@@ -65,6 +68,11 @@ def _tags(config: ExperimentConfig, kind: str, method: str, extra: dict[str, Any
             "kind": kind, **(extra or {})}
 
 
+def dataset_record(config: ExperimentConfig, data: datasets.DataSplits) -> DatasetRecord:
+    """The dataset as MLflow records it (name, digest of the splits as loaded, sizes, options)."""
+    return DatasetRecord.of(data, dict(config.dataset_options))
+
+
 def ensure_baseline_run(tracker: Tracker, config: ExperimentConfig, baseline: Baseline,
                         data: datasets.DataSplits) -> str:
     """The baseline's own MLflow run (kind=baseline), logged once per store."""
@@ -75,9 +83,13 @@ def ensure_baseline_run(tracker: Tracker, config: ExperimentConfig, baseline: Ba
     with tracker.run(experiment_name(config), f"baseline-{config.model}-s{config.seed}", tags) as run_id:
         params = {k: v for k, v in config.params().items() if not k.startswith(("finetune.", "method", "requested"))}
         tracker.log_params(run_id, params)
+        record = dataset_record(config, data)
+        tracker.log_dataset(run_id, record)
         metrics = measure(baseline.model, baseline.model, data, config)
         metrics["train_seconds"] = baseline.train_seconds
-        tracker.log_metrics(run_id, metrics)
+        model_id = tracker.log_model(run_id, experiment_name(config), deployable(baseline.model),
+                                     f"baseline-{config.model}", {"kind": "baseline", "seed": config.seed})
+        tracker.log_metrics(run_id, metrics, model_id=model_id, dataset=record)
     return run_id
 
 
@@ -88,12 +100,13 @@ def ensure_control(tracker: Tracker, config: ExperimentConfig, baseline: Baselin
     found = tracker.find_run(experiment_name(config), "control_key", key)
     if found is not None:
         return dict(found.data.metrics)
-    tags = _tags(config, "control", "dense+finetune", {"control_key": key, "baseline_key": baseline.key,
-                                                        **config.protocol.tags(), "lr": f"{config.lr:g}",
-                                                        "arm": "method", "variant": "dense+finetune"})
+    tags = _tags(config, "control", "dense+finetune", {
+        "control_key": key, "baseline_key": baseline.key, **config.protocol.tags(), "lr": f"{config.lr:g}",
+        "arm": "method", "variant": "dense+finetune", "group": f"dense+finetune | 1x | lr {config.lr:g} | {config.protocol.label}"})
     with tracker.run(experiment_name(config), f"dense+finetune-{config.model}-s{config.seed}", tags) as run_id:
         params = {k: v for k, v in config.params().items() if not k.startswith(("method", "requested"))}
         tracker.log_params(run_id, params)
+        tracker.log_dataset(run_id, dataset_record(config, data))
         model = clone(baseline.model)
         start = time.perf_counter()
         fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator)
@@ -169,9 +182,13 @@ def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Base
 
 
 def run_tags(config: ExperimentConfig, arm: str = "method") -> dict[str, Any]:
-    """What runs are found by: protocol name and hash, arm, variant, learning-rate candidate, config key."""
+    """What runs are found by: protocol name and hash, arm, variant, learning-rate candidate, config key; and
+    ``group``, everything but the seed in one value, so the MLflow runs table's "Group by" on it shows the
+    mean over seeds of each (variant, arm, requested ratio, lr candidate, protocol)."""
+    arm_text = "" if arm == "method" else f" [{arm}]"
+    group = f"{config.variant()}{arm_text} | {config.ratio:g}x | lr {config.lr:g} | {config.protocol.label}"
     return {**config.protocol.tags(), "arm": arm, "variant": config.variant(), "lr": f"{config.lr:g}",
-            "requested_ratio": f"{config.ratio:g}", "config_key": config.key()}
+            "requested_ratio": f"{config.ratio:g}", "config_key": config.key(), "group": group}
 
 
 def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, parent_run_id: str | None = None,
@@ -273,6 +290,8 @@ def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, base
         if on_run_start is not None:
             on_run_start(run_id)
         tracker.log_params(run_id, {**config.params(), **_method_params(method), "arm": arm.name})
+        record = dataset_record(config, data)
+        tracker.log_dataset(run_id, record)
         for metrics, step in arm.steps:
             tracker.log_metrics(run_id, metrics, step)
         model = arm.model
@@ -298,12 +317,18 @@ def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, base
             acc_drop_vs_control=control["acc_top1"] - metrics["acc_top1"],
             **arm.extra,
         )
-        tracker.log_metrics(run_id, metrics)
+        model_id = tracker.log_model(run_id, experiment_name(config), deployable(model), run_name,
+                                     {"method": config.method, "arm": arm.name, "requested_ratio": f"{config.ratio:g}",
+                                      "seed": config.seed, "protocol": config.protocol.label})
+        tracker.log_metrics(run_id, metrics, model_id=model_id, dataset=record)
         layers = per_layer(model, data.input_shape)
-        tracker.log_json(run_id, {"config": dataclasses.asdict(config), "method": _method_params(method),
-                                  "arm": arm.name, "metrics": metrics, "per_layer": layers}, "report.json")
-        tracker.log_text(run_id, _csv(layers), "per_layer.csv")
-    return RunResult(run_id, metrics, config, arm.steps, arm=arm.name)
+        artifacts = {"report.json": json.dumps({"config": dataclasses.asdict(config), "method": _method_params(method),
+                                                "arm": arm.name, "metrics": metrics, "per_layer": layers,
+                                                "model_id": model_id}, indent=2, default=str),
+                     "per_layer.csv": _csv(layers)}
+        for name, text in artifacts.items():
+            tracker.log_text(run_id, text, name)
+    return RunResult(run_id, metrics, config, arm.steps, arm=arm.name, artifacts=artifacts, model_id=model_id)
 
 
 def _method_params(method: methods.Method) -> dict[str, Any]:

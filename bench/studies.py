@@ -55,6 +55,9 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Optuna 5 deprecates the sampler's constraints_func for Trial.set_constraint, but optuna-dashboard
+    # 0.21 (the newest) shows feasibility only from what constraints_func records; see bench.sweep.
+    warnings.filterwarnings("ignore", message="`constraints_func` has been deprecated", category=FutureWarning)
 
 
 def _with_postgres_driver(url: str) -> str:

@@ -6,14 +6,20 @@ trial's run ids are a user attribute. The study maximises the *validation* accur
 compression ratio; test accuracy is logged beside them for the figures. The protocol (``bench.protocol``)
 gives the learning-rate candidates, the controls and the budget, and its label is part of the study name.
 
-Modes: ``grid`` enqueues every (ratio, lr) pair of the protocol's operating points and candidates; ``tpe``
-suggests the ratio on a log scale (1.5–64 by default), the lr among the candidates, and the method's own
-search space. Re-running the same command resumes: completed points are not repeated, failed or killed
+Modes: ``grid`` runs every (ratio, lr) pair of the protocol's operating points and candidates, each
+exactly once across workers and machines (``_claim_and_run``); ``tpe`` suggests the ratio on a log scale
+(1.5–64 by default), the lr among the candidates, and the method's own search space.
+
+What optuna-dashboard shows: the objectives by name, the study's note (protocol in words, the command, the
+MLflow parent run), each trial's artifacts (every seed's report and per-layer table, in the Optuna artifact
+store under ``results/optuna-artifacts``), and the achieved-ratio constraint (feasible within ±3 %;
+unreachable points are infeasible). Re-running the same command resumes: completed points are not repeated, failed or killed
 ones are retried (up to ``max_retries``), and points the method cannot reach are recorded once (an MLflow
 run of kind ``unreachable``, a PRUNED trial) and not retried.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import statistics
@@ -22,9 +28,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bench.config import ExperimentConfig, _frozen, content_hash
+from bench.config import ExperimentConfig, _frozen, content_hash, results_dir
 from bench.protocol import QUICK_RATIOS
 from bench.studies import OBJECTIVES, make_storage, study_lock
+from bench.tracking import TrackingOptions
 
 DEFAULT_RATIOS = QUICK_RATIOS
 
@@ -42,7 +49,13 @@ class SweepConfig:
     workers: int = 1
     max_retries: int = 2
     quiet: bool = False
-    progress: bool = False
+    progress: bool = False  # Lightning's bars and the sweep's bar (the CLI: on when stderr is a terminal)
+    tracking: TrackingOptions = TrackingOptions()
+    artifact_dir: str | None = None  # Optuna artifact store (default results/optuna-artifacts)
+    command: str = ""  # the command line that made the study, for its note
+
+    def artifact_path(self) -> str:
+        return self.artifact_dir or str(results_dir() / "optuna-artifacts")
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -91,7 +104,19 @@ class SweepSummary:
 
 def _log(cfg: SweepConfig, message: str) -> None:
     if not cfg.quiet:
-        print(message, file=sys.stderr, flush=True)
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stderr)  # above a progress bar, when one is shown
+
+
+RATIO_TOLERANCE = 0.03  # the pipeline's contract: achieved within ±3 % of the requested ratio
+
+
+def ratio_constraint(trial: Any) -> tuple[float]:
+    """Optuna constraint (feasible when <= 0): the worst seed's relative miss of the requested ratio minus the
+    ±3 % tolerance. An unreachable (PRUNED) point has no ratio and is infeasible; the dashboard greys it."""
+    miss = trial.user_attrs.get("ratio_error_max")
+    return (1.0,) if miss is None else (float(miss) - RATIO_TOLERANCE,)
 
 
 class _PinnedTrial:
@@ -121,8 +146,11 @@ class Objective:
         from bench.tracking import Tracker
 
         self.cfg, self.parent_run_id = cfg, parent_run_id
-        self.tracker = Tracker(tracking_uri)
+        self.tracker = Tracker(tracking_uri, cfg.tracking)
         self.method_cls = methods.get(cfg.template.method)
+        self.artifacts = None
+        self.on_point: Any = None  # called with (trial number, ratio, lr) when a trial starts
+        self.on_claimed: Any = None  # called first thing in a trial: a grid worker's claim is complete
 
     def __call__(self, trial: Any) -> tuple[float, float]:
         import optuna
@@ -131,6 +159,8 @@ class Objective:
         from bench.arms import applicable_arms
         from bench.pipeline import find_tracked, record_unreachable, run_experiment
 
+        if self.on_claimed is not None:
+            self.on_claimed()
         cfg = self.cfg
         if cfg.mode == "grid":
             ratio = float(trial.suggest_categorical("ratio", list(cfg.ratios)))
@@ -139,6 +169,8 @@ class Objective:
             ratio = trial.suggest_float("ratio", *cfg.ratio_range, log=True)
             tuned = self.method_cls.search_space(_PinnedTrial(trial, dict(cfg.template.method_params)))
         lr = float(trial.suggest_categorical("lr", list(cfg.lrs)))
+        if self.on_point is not None:
+            self.on_point(trial.number, ratio, lr)
         params = {**tuned, **dict(cfg.template.method_params)}  # what the user pinned is never overridden
         arms = applicable_arms(methods.build(cfg.template.method, params), cfg.template.protocol.controls)
         trial.set_user_attr("arms", list(arms))
@@ -186,16 +218,40 @@ class Objective:
                                           "val_acc_top1": c.metrics["val_acc_top1"], "acc_top1": c.metrics["acc_top1"]}
                                          for r in results for c in r.controls])
         trial.set_user_attr("method_params", {k: str(v) for k, v in params.items()})
+        trial.set_user_attr("ratio_error_max", max(abs(m["compression_ratio"] / ratio - 1) for m in metrics))
+        self._upload(trial, results)
         return mean("val_acc_top1"), mean("compression_ratio")
+
+    def _upload(self, trial: Any, results: list[Any]) -> None:
+        """Each seed's report and per-layer table as the trial's artifacts (optuna-dashboard's Artifacts tab)."""
+        import tempfile
+        from pathlib import Path
+
+        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+        fresh = [r for r in results if r.artifacts]
+        if not fresh:
+            return  # every seed reused a tracked run: its artifacts are in MLflow
+        if self.artifacts is None:
+            Path(self.cfg.artifact_path()).mkdir(parents=True, exist_ok=True)
+            self.artifacts = FileSystemArtifactStore(self.cfg.artifact_path())
+        with tempfile.TemporaryDirectory() as tmp:
+            for result in fresh:
+                for name, text in result.artifacts.items():
+                    stem, _, ext = name.rpartition(".")
+                    path = Path(tmp) / f"{stem}-seed{result.config.seed}.{ext}"
+                    path.write_text(text)
+                    upload_artifact(artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial)
 
 
 def _make_sampler(cfg: SweepConfig, worker: int) -> Any:
+    """TPE with the ratio constraint. In grid mode every trial is enqueued with fixed parameters, so TPE never
+    samples there; it only records each trial's constraint (what the dashboard shows as feasibility)."""
     import optuna
 
     seed = 1000 * cfg.template.seed + worker
-    if cfg.mode == "grid":
-        return optuna.samplers.RandomSampler(seed=seed)  # every grid trial is enqueued with fixed params
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, cfg.target // 3)))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, cfg.target // 3)),
+                                      constraints_func=ratio_constraint)
 
 
 def _state_counts(study: Any) -> dict[str, int]:
@@ -204,46 +260,8 @@ def _state_counts(study: Any) -> dict[str, int]:
     return Counter(t.state.name for t in study.get_trials(deepcopy=False))
 
 
-class GridExhausted(Exception):
-    """A grid worker found no enqueued point left: another worker claimed the last one."""
-
-
-def _enqueued_trials_only(study: Any) -> None:
-    """Make a grid worker take only enqueued points, each exactly once.
-
-    * ``study.ask()`` stops instead of creating a fresh trial when no WAITING trial is left: a grid worker
-      checks for WAITING trials, then ``optimize`` pops one; when another worker pops the last one in
-      between, Optuna would create a new trial and the sampler fill it with a random grid ratio (a
-      duplicate point). (``enqueue_trial`` passes a template trial and is unaffected.)
-    * Claiming a WAITING trial (WAITING -> RUNNING) happens under the study's storage-backed lock: on SQLite
-      the storage's own check-then-set is not atomic across processes, so two workers could both read a
-      trial as WAITING and both run it (the second then fails with "Cannot tell a COMPLETE trial").
-    """
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    create, set_state = storage.create_new_trial, storage.set_trial_state_values
-    lock_name = f"{study.study_name}#claim"
-
-    def create_new_trial(study_id: int, template_trial: Any = None) -> int:
-        if template_trial is None:
-            raise GridExhausted
-        return create(study_id, template_trial)
-
-    def set_trial_state_values(trial_id: int, state: Any, values: Any = None) -> bool:
-        if state != TrialState.RUNNING:
-            return set_state(trial_id, state, values)
-        with study_lock(storage, lock_name):
-            if storage.get_trial(trial_id).state != TrialState.WAITING:
-                return False  # claimed by another worker first
-            return set_state(trial_id, state, values)
-
-    storage.create_new_trial = create_new_trial
-    storage.set_trial_state_values = set_trial_state_values
-
-
 def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int = 0,
-                threads: int | None = None) -> None:
+                threads: int | None = None, bar: "SweepProgress | None" = None) -> None:
     """Run trials until the study has enough (grid: no enqueued point left; tpe: complete+running >= target)."""
     import optuna
 
@@ -253,24 +271,51 @@ def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker:
     storage = make_storage(cfg.storage, tracking_uri)
     study = optuna.load_study(study_name=cfg.study_name(), storage=storage, sampler=_make_sampler(cfg, worker))
     objective = Objective(cfg, tracking_uri, parent_run_id)
-    if cfg.mode == "grid":
-        _enqueued_trials_only(study)
+    if bar is not None:
+        objective.on_point = bar.running
+    callbacks = [lambda s, trial: _report_trial(cfg, s, trial, worker, bar)]
     while True:
         optuna.storages.fail_stale_trials(study)
+        if cfg.mode == "grid":
+            if not _claim_and_run(cfg, study, storage, objective, callbacks):
+                return
+            continue
         counts = _state_counts(study)
-        if cfg.mode == "grid" and counts.get("WAITING", 0) == 0:
+        if counts.get("COMPLETE", 0) + counts.get("RUNNING", 0) >= cfg.target:
             return
-        if cfg.mode == "tpe" and counts.get("COMPLETE", 0) + counts.get("RUNNING", 0) >= cfg.target:
-            return
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+
+
+def _claim_and_run(cfg: SweepConfig, study: Any, storage: Any, objective: Objective, callbacks: list) -> bool:
+    """Run one grid point that no other worker runs, or return False when none is left.
+
+    The claim is a critical section under the study's claim lock: enqueue the next missing point (or take a
+    WAITING one a dead worker left), then ``study.optimize`` pops it; the objective releases the lock as its
+    first act, once the trial is RUNNING. Workers therefore never pop the same trial (on SQLite the storage's
+    own WAITING -> RUNNING check is not atomic across processes) and never find the queue empty inside
+    ``optimize`` (where Optuna would create a fresh trial and the sampler fill it with a duplicate point).
+    Only public Optuna calls are involved: ``enqueue_trial``, ``optimize``, trial states.
+    """
+    with contextlib.ExitStack() as claim:
+        claim.enter_context(study_lock(storage, f"{cfg.study_name()}#claim"))
+        if _state_counts(study).get("WAITING", 0) == 0:
+            missing = _missing_grid_points(cfg, study)
+            if not missing:
+                return False
+            ratio, lr = missing[0]
+            study.enqueue_trial({"ratio": ratio, "lr": lr})
+        objective.on_claimed = claim.close
         try:
-            study.optimize(objective, n_trials=1, catch=(Exception,),
-                           callbacks=[lambda s, trial: _report_trial(cfg, s, trial, worker)])
-        except GridExhausted:
-            return
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
+        finally:
+            objective.on_claimed = None
+    return True
 
 
-def _report_trial(cfg: SweepConfig, study: Any, trial: Any, worker: int) -> None:
+def _report_trial(cfg: SweepConfig, study: Any, trial: Any, worker: int, bar: "SweepProgress | None" = None) -> None:
     counts = _state_counts(study)
+    if bar is not None:
+        bar.update(study)
     head = f"[{counts.get('COMPLETE', 0)}/{cfg.target} complete, {counts.get('FAIL', 0)} failed] worker {worker} trial #{trial.number}"
     if trial.state.name == "COMPLETE":
         a = trial.user_attrs
@@ -278,6 +323,34 @@ def _report_trial(cfg: SweepConfig, study: Any, trial: Any, worker: int) -> None
                   f"(achieved {a['compression_ratio_mean']:.2f}x), Pareto front size {len(study.best_trials)}")
     else:
         _log(cfg, f"{head}: {trial.state.name} {trial.user_attrs.get('error', '')}")
+
+
+class SweepProgress:
+    """The sweep's progress bar (tqdm, on stderr): trials finished of the target, the point(s) being run, and
+    tqdm's rate and ETA. Lives in the main process; with several workers it polls the study."""
+
+    def __init__(self, cfg: SweepConfig, study: Any) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=cfg.target, initial=self._finished(study), unit="trial", file=sys.stderr,
+                        desc=f"{cfg.template.method} {cfg.mode}", dynamic_ncols=True, smoothing=0)
+
+    @staticmethod
+    def _finished(study: Any) -> int:
+        counts = _state_counts(study)
+        return counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) + counts.get("FAIL", 0)
+
+    def running(self, number: int, ratio: float, lr: float) -> None:
+        self.bar.set_postfix_str(f"trial #{number}: {ratio:g}x lr {lr:g}")
+
+    def update(self, study: Any) -> None:
+        self.bar.update(max(0, min(self._finished(study), self.bar.total) - self.bar.n))
+        points = [f"{t.params['ratio']:g}x lr {t.params.get('lr', float('nan')):g}"
+                  for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING" and "ratio" in t.params]
+        self.bar.set_postfix_str(f"running {', '.join(points)}" if points else "")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _spawned_worker(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int) -> None:
@@ -365,7 +438,7 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
     load_data(cfg.template)  # missing data too
     tracking_uri = cfg.tracking_uri or default_tracking_uri()
     storage = make_storage(cfg.storage, tracking_uri)  # a bad storage URL fails before anything is written
-    tracker = Tracker(tracking_uri)
+    tracker = Tracker(tracking_uri, cfg.tracking)
     # Created once here, before any worker starts (workers racing on a fresh SQLite schema fail); the
     # lock keeps several machines starting together from creating two parent runs.
     study = optuna.create_study(study_name=cfg.study_name(), storage=storage, load_if_exists=True,
@@ -379,37 +452,70 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
                            "protocol_caption": cfg.template.protocol.caption()}.items():
             study.set_user_attr(key, value)
         parent = _parent_run(cfg, tracker, study)
+        _save_note(cfg, study, parent)
     _log(cfg, f"study {cfg.study_name()} (storage {cfg.storage or 'results/optuna.db'}), MLflow parent run {parent}")
     status = "FAILED"
+    bar = SweepProgress(cfg, study) if cfg.progress else None
     try:
         _prepare_baselines(cfg, tracker)
         for _ in range(cfg.max_retries + 2):
             optuna.storages.fail_stale_trials(study)
-            if cfg.mode == "grid":
-                with study_lock(storage, cfg.study_name()):  # other machines may be enqueuing the same points
-                    for ratio, lr in _missing_grid_points(cfg, study):
-                        study.enqueue_trial({"ratio": ratio, "lr": lr})
+            if cfg.mode == "grid":  # workers enqueue each missing point as they claim it (``_claim_and_run``)
                 counts = _state_counts(study)
-                if counts.get("WAITING", 0) == 0 and counts.get("RUNNING", 0) == 0:
+                if not _missing_grid_points(cfg, study) and counts.get("WAITING", 0) + counts.get("RUNNING", 0) == 0:
                     break
             elif _state_counts(study).get("COMPLETE", 0) >= cfg.target:
                 break
-            _run_workers(cfg, tracking_uri, parent)
+            _run_workers(cfg, tracking_uri, parent, study, bar)
             _wait_for_running(cfg, study, timeout=GRACE_SECONDS + 2 * HEARTBEAT_SECONDS)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
+        if bar is not None:
+            bar.close()
         summary = _summarise(cfg, study, parent)
         _log_pareto(cfg, tracker, parent, study)
         tracker.finish(parent, status)
     return summary
 
 
-def _run_workers(cfg: SweepConfig, tracking_uri: str, parent: str) -> None:
+def study_note(cfg: SweepConfig, parent_run_id: str) -> str:
+    """The study's note in optuna-dashboard (Markdown): what produced it, under which protocol, and where
+    its runs are."""
+    t = cfg.template
+    space = (", ".join(f"{r:g}" for r in cfg.ratios) if cfg.mode == "grid"
+             else f"TPE over {cfg.ratio_range[0]:g}-{cfg.ratio_range[1]:g} (log), {cfg.trials} trials")
+    pinned = ", ".join(f"{k}={v}" for k, v in t.method_params) or "the method's defaults"
+    return "\n".join([
+        f"## {t.method} on {t.dataset} / {t.model}",
+        "",
+        f"**Protocol.** {t.protocol.caption()}",
+        "",
+        f"**Points.** ratios {space}; learning-rate candidates {', '.join(f'{lr:g}' for lr in cfg.lrs)}; "
+        f"{cfg.seeds} seed{'s' if cfg.seeds != 1 else ''} per point; method parameters: {pinned}.",
+        "",
+        "**Objectives.** mean validation accuracy (selection never sees test) and mean achieved compression "
+        f"ratio; the constraint is the achieved ratio within ±{RATIO_TOLERANCE:.0%} of the requested one "
+        "(unreachable points are infeasible).",
+        "",
+        f"**Runs.** MLflow parent run `{parent_run_id}` (experiment `{t.dataset}/{t.model}`); each trial's "
+        "artifacts hold every seed's report and per-layer table.",
+        "",
+        f"**Command.** `{cfg.command or 'python -m bench bench ...'}`",
+    ])
+
+
+def _save_note(cfg: SweepConfig, study: Any, parent_run_id: str) -> None:
+    from optuna_dashboard import save_note
+
+    save_note(study, study_note(cfg, parent_run_id))
+
+
+def _run_workers(cfg: SweepConfig, tracking_uri: str, parent: str, study: Any, bar: SweepProgress | None) -> None:
     if cfg.workers == 1:
-        worker_loop(cfg, tracking_uri, parent)
+        worker_loop(cfg, tracking_uri, parent, bar=bar)
         return
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_spawned_worker, args=(cfg, tracking_uri, parent, i)) for i in range(cfg.workers)]
@@ -417,7 +523,10 @@ def _run_workers(cfg: SweepConfig, tracking_uri: str, parent: str) -> None:
         p.start()
     try:
         for p in procs:
-            p.join()
+            while p.is_alive():
+                p.join(timeout=2)
+                if bar is not None:
+                    bar.update(study)
     except KeyboardInterrupt:
         for p in procs:
             p.terminate()

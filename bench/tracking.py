@@ -3,14 +3,24 @@
 Schema (DESIGN.md "Tracking schema"): one experiment per ``dataset/model``; tags method, dataset, model,
 seed, kind (baseline | control | compressed | sweep), study, and the environment of ``bench.environment``.
 A run that raises ends FAILED, one interrupted ends KILLED: never left RUNNING.
+
+What MLflow's own UI reads is filled in too (``TrackingOptions``): the dataset as a run input (name, split
+sizes, SHA-256 of the splits as loaded: the runs table's Dataset column), the deployable model as an MLflow
+*logged model* whose metrics are linked to it (the Models tab; ``mlflow.pytorch.load_model("models:/<id>")``
+brings it back), and system metrics (CPU, memory, GPU where present) sampled every second while the run is open.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import signal
+import tempfile
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,17 +42,48 @@ class TrackingError(RuntimeError):
     """The tracking store cannot be reached or written; the message names the URI."""
 
 
+@dataclass(frozen=True)
+class TrackingOptions:
+    """What is recorded beside params, metrics and tags. Models are the bulk of a store (LeNet-300-100: about
+    1 MB per run): ``log_models=False`` (``--no-log-models``, ``LOG_MODELS=0``) keeps huge sweeps small."""
+
+    log_models: bool = True
+    system_metrics: bool = True
+    system_metrics_interval: float = 1.0  # seconds; runs here last seconds to minutes
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A dataset as an MLflow run input: its name, a digest of the splits as loaded, and their sizes."""
+
+    name: str
+    sha256: str
+    sizes: dict[str, int]
+    options: dict[str, Any]
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    @property
+    def digest(self) -> str:
+        # MLflow keeps dataset digests in a 36-character column; the full SHA-256 is in the profile.
+        return self.sha256[:16]
+
+    @classmethod
+    def of(cls, data: Any, options: dict[str, Any] | None = None) -> "DatasetRecord":
+        return cls(data.name, data.sha256, data.sizes(), dict(options or {}), tuple(data.input_shape),
+                   int(data.num_classes))
+
+
 class Tracker:
     """Thin wrapper over ``MlflowClient`` with the suite's schema and failure handling."""
 
-    def __init__(self, uri: str | None = None) -> None:
-        import logging
-
+    def __init__(self, uri: str | None = None, options: TrackingOptions | None = None) -> None:
         from mlflow import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter per process
 
         self.uri = uri or default_tracking_uri()
+        self.options = options or TrackingOptions()
         self.client = MlflowClient(tracking_uri=self.uri)
 
     def experiment_id(self, name: str) -> str:
@@ -80,13 +121,16 @@ class Tracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i:i + 100])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-        import time
-
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0, model_id: str | None = None,
+                    dataset: DatasetRecord | None = None) -> None:
+        """Metrics of a run; with ``model_id`` (and ``dataset``) they are also the logged model's metrics."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+        link = {"model_id": model_id} if model_id else {}
+        if model_id and dataset is not None:
+            link.update(dataset_name=dataset.name, dataset_digest=dataset.digest)
+        items = [Metric(k, float(v), now, step, **link) for k, v in metrics.items()
                  if v is not None and not (isinstance(v, float) and math.isnan(v))]
         for i in range(0, len(items), 500):
             self.client.log_batch(run_id, metrics=items[i:i + 500])
@@ -95,8 +139,47 @@ class Tracker:
         for k, v in tags.items():
             self.client.set_tag(run_id, k, str(v))
 
-    def log_json(self, run_id: str, obj: Any, path: str) -> None:
-        self.client.log_text(run_id, json.dumps(obj, indent=2, default=str), path)
+    def log_dataset(self, run_id: str, dataset: DatasetRecord) -> None:
+        """The dataset as the run's input (the runs table's Dataset column and filter)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        source = json.dumps({"dataset": dataset.name, "options": dataset.options}, sort_keys=True, default=str)
+        profile = json.dumps({"splits": dataset.sizes, "sha256": dataset.sha256, "input_shape": dataset.input_shape,
+                              "num_classes": dataset.num_classes})
+        entity = Dataset(dataset.name, dataset.digest, "compression-bench", source, profile=profile)
+        # One input for the three splits: the model trains on train, is selected on val, is reported on test.
+        self.client.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "train/val/test")])])
+
+    def log_model(self, run_id: str, experiment: str, model: Any, name: str, tags: dict[str, Any] | None = None) -> str | None:
+        """``model`` (a deployable ``nn.Module``) as an MLflow logged model produced by ``run_id``; its id, or
+        None when models are not logged. Saved by pickle (the suite's classes must be importable to load it:
+        CSR layers and generated weights are not expressible in the ``pt2`` graph format)."""
+        if not self.options.log_models:
+            return None
+        import mlflow.pytorch
+        import torch
+        from mlflow.entities import LoggedModelOutput
+
+        name = re.sub(r"[/:.%\"']", "_", name)  # MLflow refuses these in model names ("lr0.001" -> "lr0_001")
+        logged = self.client.create_logged_model(self.experiment_id(experiment), name=name, source_run_id=run_id,
+                                                 model_type="pytorch", tags={k: str(v) for k, v in (tags or {}).items()})
+        quiet = logging.getLogger("mlflow.pytorch")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # the pickle-format caution, once per model
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                # Requirements given, not inferred: inference loads the model in a subprocess (seconds per run).
+                mlflow.pytorch.save_model(model, f"{tmp}/model", serialization_format="pickle",
+                                          pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+                self.client.log_model_artifacts(logged.model_id, f"{tmp}/model")
+        except BaseException:
+            self.client.finalize_logged_model(logged.model_id, "FAILED")
+            raise
+        finally:
+            quiet.setLevel(level)
+        self.client.finalize_logged_model(logged.model_id, "READY")
+        self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, 0)])
+        return logged.model_id
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
@@ -150,18 +233,47 @@ class Tracker:
             parent_run_id: str | None = None) -> Iterator[str]:
         """Start a run; end it FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
         run_id = self.start(experiment, run_name, tags, parent_run_id)
+        monitor = self._system_metrics(run_id)
         with _sigterm_as_interrupt():
             try:
                 yield run_id
             except KeyboardInterrupt:
+                _stop(monitor)
                 self.finish(run_id, "KILLED")
                 raise
             except BaseException as e:
+                _stop(monitor)
                 self.set_tags(run_id, {"error": f"{type(e).__name__}: {e}"[:5000]})
                 self.finish(run_id, "FAILED")
                 raise
             else:
+                _stop(monitor)
                 self.finish(run_id, "FINISHED")
+
+    def _system_metrics(self, run_id: str) -> Any | None:
+        """MLflow's system-metrics monitor on this run (``system/*`` metrics), or None when switched off."""
+        if not self.options.system_metrics:
+            return None
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=self.options.system_metrics_interval,
+                                       samples_before_logging=1, tracking_uri=self.uri)
+        monitor.start()
+        return monitor
+
+
+def _stop(monitor: Any | None) -> None:
+    """Stop a system-metrics monitor while its run is still RUNNING, then log one last sample: the monitor
+    publishes only at the end of each interval, so a run shorter than one would otherwise have none."""
+    if monitor is None:
+        return
+    monitor.finish()
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as e:  # noqa: BLE001 - system metrics never fail a run
+        logging.getLogger(__name__).warning("last system-metrics sample not logged: %s", e)
 
 
 @contextmanager

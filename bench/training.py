@@ -18,7 +18,8 @@ from datasets import DataSplits
 
 def _quiet_lightning() -> None:
     """No banners or tips per Trainer (lightning sets its loggers to INFO when imported)."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    # ("pytorch_lightning": the same code under its old name, imported by mlflow.pytorch)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
@@ -215,15 +216,41 @@ def _best_validation_callback():
     return BestValidation()
 
 
+PROGRESS_DELAY_SECONDS = 3.0  # a bar appears only for training that lasts longer than this
+
+
+def _delayed_progress_bar():
+    """Lightning's tqdm bars, shown only once a fit has lasted ``PROGRESS_DELAY_SECONDS``: a sweep's many
+    second-long fine-tunes stay silent, a baseline that trains for minutes shows its epochs and speed."""
+    import sys
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+    class DelayedProgressBar(TQDMProgressBar):
+        def init_train_tqdm(self) -> Tqdm:
+            return Tqdm(desc=self.train_description, position=2 * self.process_position, disable=self.is_disabled,
+                        leave=False, dynamic_ncols=True, file=sys.stderr, smoothing=0, bar_format=self.BAR_FORMAT,
+                        delay=PROGRESS_DELAY_SECONDS)
+
+        def init_validation_tqdm(self) -> Tqdm:
+            return Tqdm(desc=self.validation_description, position=2 * self.process_position + 1,
+                        disable=self.is_disabled, leave=False, dynamic_ncols=True, file=sys.stderr,
+                        bar_format=self.BAR_FORMAT, delay=PROGRESS_DELAY_SECONDS)
+
+    return DelayedProgressBar()
+
+
 def make_trainer(max_epochs: int, progress: bool = False, accelerator: str = "auto", callbacks: list | None = None):
-    """The one Trainer factory: GPU when present (accelerator="auto"), quiet, no checkpoint files."""
+    """The one Trainer factory: GPU when present (accelerator="auto"), quiet, no checkpoint files; with
+    ``progress``, Lightning's bars for fits longer than a few seconds."""
     import lightning.pytorch as pl
 
     _quiet_lightning()
     return pl.Trainer(
         max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=False,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
-        num_sanity_val_steps=0, callbacks=callbacks or [],
+        num_sanity_val_steps=0, callbacks=[*(callbacks or []), *([_delayed_progress_bar()] if progress else [])],
     )
 
 

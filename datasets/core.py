@@ -1,6 +1,9 @@
 """The dataset contract: in-memory train / val / test tensors, plus what a model needs to know."""
 from __future__ import annotations
 
+import functools
+import hashlib
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +65,17 @@ class DataSplits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """SHA-256 over the six tensors as loaded (after carving and normalising): what a model trained and was
+        measured on, so a changed split, slice or preprocessing gives another digest. Computed once per object."""
+        h = hashlib.sha256()
+        for t in (self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y):
+            a = t.detach().cpu().contiguous().numpy()
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(memoryview(a).cast("B"))
+        return h.hexdigest()
 
     def augment(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], seed: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """Training batches with ``train_transform`` applied (seeded); ``batches`` itself when there is none."""

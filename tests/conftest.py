@@ -39,6 +39,17 @@ def make_context(data: datasets.DataSplits, seed: int = 0, teacher=None) -> Cont
     )
 
 
+def digits_template(**kw):
+    """A sweep template small enough for tests: digits, a 32-16 MLP, 2 baseline epochs, 1 fine-tune epoch."""
+    from bench.config import ExperimentConfig
+
+    base = dict(dataset="digits", model="mlp", model_options={"widths": (32, 16)}, method="magnitude",
+                baseline=TrainRecipe(epochs=2, batch_size=64), finetune=TrainRecipe(epochs=1, batch_size=64),
+                latency_repeats=2)
+    base.update(kw)
+    return ExperimentConfig.create(**base)
+
+
 # Tiny members of every model family, for contract tests parametrised over the model registry.
 TINY_MODELS = {
     "lenet300": ("lenet300", (1, 8, 8), {}),

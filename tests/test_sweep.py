@@ -3,10 +3,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from bench.config import ExperimentConfig
+from conftest import digits_template
 from bench.protocol import QUICK
 from bench.figures import NoRunsError, make_figures, operating_points, tidy_runs
-from bench.recipes import TrainRecipe
 from bench.sweep import SweepConfig, run_sweep
 from bench.tracking import Tracker
 
@@ -18,12 +17,7 @@ def results(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _template(**kw) -> ExperimentConfig:
-    base = dict(dataset="digits", model="mlp", model_options={"widths": (32, 16)}, method="magnitude",
-                baseline=TrainRecipe(epochs=2, batch_size=64), finetune=TrainRecipe(epochs=1, batch_size=64),
-                latency_repeats=2)
-    base.update(kw)
-    return ExperimentConfig.create(**base)
+_template = digits_template
 
 
 def _study(cfg: SweepConfig, results) -> optuna.Study:
