@@ -19,6 +19,7 @@ PARAMS    ?=
 TRIALS    ?=
 WORKERS   ?= 1
 STORAGE   ?=
+LOG_MODELS ?= 1
 PAPER     ?= coreset
 UI_PORT   ?= 5000
 DASHBOARD_PORT ?= 8080
@@ -31,6 +32,7 @@ help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: METHOD=$(METHOD) DATASET=$(DATASET) MODEL=$(MODEL) PROTOCOL=$(PROTOCOL) (fair|quick) WORKERS=$(WORKERS) PARAMS='k=v ...'"
 	@echo "  overrides of the protocol (unset: the protocol's): RATIOS=2,4,... SEEDS=n EPOCHS=n FINETUNE_EPOCHS=n FINETUNE_LR=a,b"
+	@echo "  LOG_MODELS=0: no MLflow logged models (a smaller store for huge sweeps)"
 
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies (CPU torch 2.13.0)
 
@@ -49,12 +51,13 @@ bench: setup data  ## Optuna study of METHOD under PROTOCOL: grid over its ratio
 		--workers $(WORKERS) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(SEEDS),--seeds $(SEEDS)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FINETUNE_EPOCHS),--finetune-epochs $(FINETUNE_EPOCHS)) \
 		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) \
-		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(foreach p,$(PARAMS),--param $(p))
+		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(foreach p,$(PARAMS),--param $(p)) \
+		$(if $(filter 0,$(LOG_MODELS)),--no-log-models)
 
 compare: setup data  ## every method and control under PROTOCOL on DATASET/MODEL (SEEDS, RATIOS, FINETUNE_LR, WORKERS), then its verdict
 	$(BIN)/python -m bench compare --dataset $(DATASET) --model $(MODEL) --protocol $(PROTOCOL) --workers $(WORKERS) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(STORAGE),--storage $(STORAGE)) \
-		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR))
+		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(filter 0,$(LOG_MODELS)),--no-log-models)
 
 test: setup  ## run the test suite (fetches Fashion-MNIST for the data tests)
 	$(BIN)/python -m bench fetch fashion-mnist
@@ -64,9 +67,10 @@ test-e2e: setup  ## install Debian's chromium, then run the browser test of the 
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -q -m e2e -rs $(PYTEST_ARGS)
 
-ui: setup  ## MLflow UI on 127.0.0.1:UI_PORT over results/mlflow.db (lean: one worker, no job runner)
+ui: setup  ## MLflow UI on 127.0.0.1:UI_PORT over results/mlflow.db; prints each experiment's runs-table link
 	@mkdir -p $(RESULTS)
-	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)/#/experiments  (Ctrl-C stops it)"
+	@echo "MLflow UI on http://127.0.0.1:$(UI_PORT) (Ctrl-C stops it). Each experiment's runs table:"
+	@COMPRESSION_BENCH_RESULTS=$(abspath $(RESULTS)) $(BIN)/python -m bench links --url http://127.0.0.1:$(UI_PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 --port $(UI_PORT) --workers 1 \
 		--backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --default-artifact-root $(abspath $(RESULTS))/artifacts
 
@@ -76,7 +80,8 @@ test-scale: setup  ## install Debian's postgresql if missing, then run the multi
 dashboard: setup  ## optuna-dashboard on 127.0.0.1:DASHBOARD_PORT over results/optuna.db (or STORAGE)
 	@mkdir -p $(RESULTS)
 	@echo "Optuna dashboard: http://127.0.0.1:$(DASHBOARD_PORT)/  (Ctrl-C stops it)"
-	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT) $(or $(STORAGE),sqlite:///$(abspath $(RESULTS))/optuna.db)
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(DASHBOARD_PORT) --artifact-dir $(abspath $(RESULTS))/optuna-artifacts \
+		$(or $(STORAGE),sqlite:///$(abspath $(RESULTS))/optuna.db)
 
 figures: setup  ## regenerate every figure and table under results/figures from the tracked runs
 	$(BIN)/python -m bench figures
@@ -89,4 +94,5 @@ benchmark: setup data  ## the suite's own speed: harness overhead, compress cost
 	$(BIN)/python -m bench.benchmark $(if $(QUICK),--quick) --out $(RESULTS)/benchmark
 
 clean:  ## remove results/ (stores, caches, figures) and the virtual environment
-	rm -rf $(RESULTS)/mlflow.db $(RESULTS)/optuna.db $(RESULTS)/artifacts $(RESULTS)/baselines $(RESULTS)/figures $(VENV)
+	rm -rf $(RESULTS)/mlflow.db $(RESULTS)/optuna.db $(RESULTS)/artifacts $(RESULTS)/optuna-artifacts $(RESULTS)/baselines \
+		$(RESULTS)/figures $(VENV)

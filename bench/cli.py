@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods", default=None, help="a comma-separated subset of the methods")
     compare.add_argument("--storage", default=None, help="Optuna storage URL")
     compare.add_argument("--out", default=None, help="where the verdict goes (default results/figures)")
+    compare.add_argument("--log-models", action=argparse.BooleanOptionalAction, default=True,
+                         help="log every compressed model as an MLflow model (--no-log-models: a smaller store)")
     compare.add_argument("--dry-run", action="store_true", help="print the commands only")
     reproduce = sub.add_parser("reproduce", help="run the experiments behind a seed paper's figure")
     reproduce.add_argument("paper")
@@ -417,7 +419,8 @@ def _compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--methods: unknown {', '.join(sorted(only - known))}; choose from: {', '.join(sorted(known))}")
     extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
         + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
-        + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else [])
+        + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else []) \
+        + ([] if args.log_models else ["--no-log-models"])
     argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)
     for argv in argvs:  # every study validated before the first one trains
         sweep_from_args(build_parser().parse_args(argv))
