@@ -26,7 +26,7 @@ DASHBOARD_PORT ?= 8080
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data bench compare test test-e2e ui dashboard figures reproduce benchmark test-scale clean
+.PHONY: help setup data bench compare test test-e2e screenshots ui dashboard figures reproduce benchmark test-scale clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,11 @@ test: setup  ## run the test suite (fetches Fashion-MNIST for the data tests)
 test-e2e: setup  ## install Debian's chromium, then run the browser test of the MLflow UI and Optuna dashboard
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/python -m pytest -q -m e2e -rs $(PYTEST_ARGS)
+
+screenshots: setup  ## the README's MLflow UI and optuna-dashboard screenshots, clicked through with Playwright, into results/reference/ui/
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(BIN)/pip install -q -e '.[dev,e2e]'
+	$(BIN)/python tests/ui_screenshots.py --out results/reference/ui
 
 ui: setup  ## MLflow UI on 127.0.0.1:UI_PORT over results/mlflow.db; prints each experiment's runs-table link
 	@mkdir -p $(RESULTS)

@@ -9,7 +9,8 @@ Sections (issue 10's numbering):
 2. compress-step cost at 8x on LeNet-300-100 and its growth with MLP width (fitted exponent);
 3. deployed speed: theoretical (FLOPs) vs measured latency speedup of ``deployable`` at batch 1 / 256;
 4. sweep wall time: ``time_commands`` is the hook (not run by default; pass ``--sweep LABEL=COMMAND``);
-5. memory: peak RSS of a ``python -m bench run`` and of a lean MLflow server.
+5. memory: peak RSS of a ``python -m bench run`` and of a lean MLflow server;
+6. tracking cost: a sweep with MLflow logged models and system metrics vs without (target <= 1.10x).
 
 Writes ``report.md``, ``speedup.png`` and ``benchmark_<torch>_t<threads>_<cpu>.csv`` (long format, one
 row per measured quantity) under ``--out`` (default ``results/benchmark``).
@@ -46,6 +47,7 @@ CSV_COLUMNS = ["section", "subject", "condition", "quantity", "median", "min", "
 OVERHEAD_TARGET = 1.2
 COMPRESS_TARGET_MS = 50.0
 STRUCTURED_TARGETS = ((4.0, 0.8), (10.0, 0.7))  # (up to this theoretical speedup, fraction of it reached)
+TRACKING_TARGET = 1.10  # issue 17: what MLflow/Optuna users see may cost at most 10 % of a bench's wall time
 
 
 @dataclass
@@ -65,12 +67,15 @@ class Settings:
     baseline_epochs: int = 2
     train_time: bool = True    # time train-time methods' own training epoch (section 2)
     memory: bool = True
+    tracking_repeats: int = 3  # section 6: pairs of (full logging, lean logging) bench commands; 0 skips it
+    sections: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     quick: bool = False
 
     @classmethod
     def quick_settings(cls) -> "Settings":
         return cls(train_limit=6000, overhead_repeats=3, compress_repeats=1, widths_k=2, ratios=(8.0,),
-                   latency_repeats=5, baseline_epochs=1, train_time=False, memory=False, quick=True)
+                   latency_repeats=5, baseline_epochs=1, train_time=False, memory=False, tracking_repeats=1,
+                   quick=True)
 
 
 @dataclass
@@ -476,6 +481,53 @@ def memory(settings: Settings, rows: list[Row], notes: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# 6. Tracking cost
+# --------------------------------------------------------------------------------------------------
+
+def tracking_argv(settings: Settings) -> list[str]:
+    """A ``make bench METHOD=magnitude``-shaped sweep (fair protocol: each point with its shuffled control,
+    the dense + fine-tune control), cut to two ratios, one seed and one lr candidate to time it repeatedly."""
+    argv = [sys.executable, "-m", "bench", "bench", "--method", "magnitude", "--dataset", settings.dataset,
+            "--model", "lenet300", "--ratios", "4,16", "--seeds", "1", "--finetune-lr", "0.001",
+            "--threads", str(settings.threads), "--quiet", "--no-progress"]
+    return argv + (["--train-limit", str(settings.train_limit)] if settings.train_limit else [])
+
+
+def tracking_cost(settings: Settings, rows: list[Row], notes: list[str]) -> None:
+    """The same sweep with logged models and system metrics (the default) vs with both switched off, run
+    alternately, each in fresh MLflow/Optuna stores that share one trained baseline cache (so the ratio is the
+    cost of tracking, not of training a baseline)."""
+    import shutil
+
+    lean = ["--no-log-models", "--no-system-metrics"]
+    argv = tracking_argv(settings)
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        env = {**os.environ, "COMPRESSION_BENCH_RESULTS": f"{tmp}/warm", "MLFLOW_ENABLE_ASYNC_LOGGING": "false"}
+        _, _, code = run_measured(argv + lean, env)  # trains and caches the baseline once
+        if code != 0:
+            raise RuntimeError(f"{shlex.join(argv)} exited with status {code}")
+
+        def arm(extra: list[str]) -> Callable[[], float]:
+            def run() -> float:
+                results = Path(tempfile.mkdtemp(dir=tmp))
+                shutil.copytree(Path(tmp) / "warm" / "baselines", results / "baselines")
+                seconds, _, status = run_measured(argv + extra, {**env, "COMPRESSION_BENCH_RESULTS": str(results)})
+                if status != 0:
+                    raise RuntimeError(f"{shlex.join(argv + extra)} exited with status {status}")
+                return seconds
+            return run
+
+        times = alternate({"full": arm([]), "lean": arm(lean)}, settings.tracking_repeats, warmup=0)
+    condition = "fresh stores, cached baseline"
+    rows.append(Row("tracking", "models + system metrics", condition, "full_seconds", times["full"], "s"))
+    rows.append(Row("tracking", "models + system metrics", condition, "lean_seconds", times["lean"], "s"))
+    rows.append(Row("tracking", "models + system metrics", condition, "full/lean",
+                    pair_ratios(times["full"], times["lean"]), "x"))
+    notes.append(f"tracking command: `python -m bench {shlex.join(argv[3:])}` (full) and the same with "
+                 f"`{' '.join(lean)}` (lean).")
+
+
+# --------------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------------
 
@@ -685,6 +737,20 @@ def report(rows: list[Row], settings: Settings, cond: dict[str, str], names: lis
         out += [""] + [f"- {n}" for n in notes if n.startswith("memory")]
     else:
         out += ["Not measured in this run (`--quick` skips it; the full run measures it)."]
+
+    out += ["", f"## 6. Tracking cost (target <= {TRACKING_TARGET:.2f}x)", ""]
+    track = {r.quantity: r for r in _find(rows, "tracking")}
+    if track:
+        fastest = min(track["full_seconds"].values) / min(track["lean_seconds"].values)
+        verdict = "met" if fastest <= TRACKING_TARGET else f"MISSED by {fastest - TRACKING_TARGET:.2f}"
+        out += ["Wall time of one sweep with MLflow logged models and system metrics (the default) vs with "
+                "`--no-log-models --no-system-metrics`; both log dataset inputs, the study note and trial artifacts "
+                "(those have no switch). Fresh stores per run, one cached baseline.", "",
+                "| full s | lean s | full/lean per pair | fastest/fastest | target |", "|---|---|---|---|---|",
+                f"| {_mr(track['full_seconds'])} | {_mr(track['lean_seconds'])} | {_mr(track['full/lean'], '.3f')} | "
+                f"{fastest:.3f} | {verdict} |", ""] + [f"- {n}" for n in notes if n.startswith("tracking")]
+    else:
+        out += ["Not measured in this run (`--no-tracking` skips it)."]
     return "\n".join(out) + "\n"
 
 
@@ -734,22 +800,27 @@ def run(settings: Settings, out_dir: Path, sweeps: Sequence[tuple[str, str]] = (
     data = load_data(settings)
     rows: list[Row] = []
     notes: list[str] = []
-    _progress("1/5 harness overhead")
-    overhead(data, settings, rows, notes)
-    base = trained_lenet300(data, settings)
-    _progress("2/5 compress cost")
-    compress_cost(data, base, names, settings, rows)
-    if settings.train_time:
-        train_time_epochs(data, base, names, settings, rows)
-    _progress("3/5 deployed speed")
-    deployed_speed(data, base, names, settings, rows)
-    csr_crossover(settings, rows)
+    if 1 in settings.sections:
+        _progress("1/6 harness overhead")
+        overhead(data, settings, rows, notes)
+    if {2, 3} & set(settings.sections):
+        base = trained_lenet300(data, settings)
+        _progress("2/6 compress cost")
+        compress_cost(data, base, names, settings, rows)
+        if settings.train_time:
+            train_time_epochs(data, base, names, settings, rows)
+        _progress("3/6 deployed speed")
+        deployed_speed(data, base, names, settings, rows)
+        csr_crossover(settings, rows)
     if sweeps:
-        _progress("4/5 sweep wall time")
+        _progress("4/6 sweep wall time")
         time_commands(sweeps, rows=rows)
-    if settings.memory:
-        _progress("5/5 memory")
+    if settings.memory and 5 in settings.sections:
+        _progress("5/6 memory")
         memory(settings, rows, notes)
+    if settings.tracking_repeats and 6 in settings.sections:
+        _progress("6/6 tracking cost")
+        tracking_cost(settings, rows, notes)
     cond = conditions(settings)
     csv_file = csv_name(cond)
     write_csv(out_dir / csv_file, rows)
@@ -774,6 +845,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one)")
     p.add_argument("--models", default=None, help="comma-separated models for the overhead section")
     p.add_argument("--no-memory", action="store_true", help="skip section 5")
+    p.add_argument("--no-tracking", action="store_true", help="skip section 6")
+    p.add_argument("--tracking-only", action="store_true", help="run section 6 alone (about 5 minutes)")
     p.add_argument("--sweep", action="append", default=[], metavar="LABEL=COMMAND",
                    help="time a whole command for section 4 (repeatable)")
     args = p.parse_args(argv)
@@ -789,6 +862,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes["overhead_models"] = tuple(m for m in args.models.split(",") if m)
     if args.no_memory:
         changes["memory"] = False
+    if args.no_tracking:
+        changes["tracking_repeats"] = 0
+    if args.tracking_only:
+        changes["sections"] = (6,)
     settings = dataclasses.replace(settings, **changes)
     sweeps = [tuple(s.split("=", 1)) for s in args.sweep]
     if any(len(s) != 2 for s in sweeps):

@@ -262,7 +262,7 @@ def _state_counts(study: Any) -> dict[str, int]:
 
 def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int = 0,
                 threads: int | None = None, bar: "SweepProgress | None" = None) -> None:
-    """Run trials until the study has enough (grid: no enqueued point left; tpe: complete+running >= target)."""
+    """Run trials until the study has enough (grid: no point left to claim; tpe: complete+running >= target)."""
     import optuna
 
     from bench.pipeline import set_threads

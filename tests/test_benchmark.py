@@ -19,11 +19,11 @@ from bench.training import StepGroups, TensorBatches, fit
 
 def test_quick_run_writes_the_report_csv_and_figure(tmp_path):
     argv = ["--quick", "--out", str(tmp_path), "--dataset", "synthetic", "--methods", "magnitude,coreset",
-            "--models", "lenet300", "--no-memory"]
+            "--models", "lenet300", "--no-memory", "--no-tracking"]
     assert benchmark.main(argv) == 0
     report = (tmp_path / "report.md").read_text()
     for heading in ("## 1. Harness overhead", "## 2. Compress-step cost", "## 3. Deployed speed",
-                    "## 4. Sweep wall time", "## 5. Memory"):
+                    "## 4. Sweep wall time", "## 5. Memory", "## 6. Tracking cost"):
         assert heading in report
     assert (tmp_path / "speedup.png").stat().st_size > 0
     (csv_path,) = tmp_path.glob("benchmark_torch*_t2_*.csv")
