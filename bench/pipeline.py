@@ -21,14 +21,14 @@ from bench import arms as arms_lib
 from bench.baseline import Baseline, ensure_baseline
 from bench.budget import BudgetError, Ledger
 from bench.config import ExperimentConfig
-from bench.export import clone, deployable
+from bench.export import clone
 from bench.metrics import accuracy, latency_metrics, params_effective, params_total, per_layer, size_metrics
 from bench.tracking import DatasetRecord, Tracker
 from bench.recipes import TrainRecipe
 from bench.training import fit, fit_steps
 from methods import CompressionError, Context
 
-RATIO_TOLERANCE = 0.03
+RATIO_TOLERANCE = 0.03  # the method contract: achieved within ±3 % of the requested ratio
 
 
 @dataclass
@@ -87,8 +87,8 @@ def ensure_baseline_run(tracker: Tracker, config: ExperimentConfig, baseline: Ba
         tracker.log_dataset(run_id, record)
         metrics = measure(baseline.model, baseline.model, data, config)
         metrics["train_seconds"] = baseline.train_seconds
-        model_id = tracker.log_model(run_id, experiment_name(config), deployable(baseline.model),
-                                     f"baseline-{config.model}", {"kind": "baseline", "seed": config.seed})
+        model_id = tracker.log_model(run_id, experiment_name(config), baseline.model, f"baseline-{config.model}",
+                                     {"kind": "baseline", "seed": config.seed})
         tracker.log_metrics(run_id, metrics, model_id=model_id, dataset=record)
     return run_id
 
@@ -102,7 +102,7 @@ def ensure_control(tracker: Tracker, config: ExperimentConfig, baseline: Baselin
         return dict(found.data.metrics)
     tags = _tags(config, "control", "dense+finetune", {
         "control_key": key, "baseline_key": baseline.key, **config.protocol.tags(), "lr": f"{config.lr:g}",
-        "arm": "method", "variant": "dense+finetune", "group": f"dense+finetune | 1x | lr {config.lr:g} | {config.protocol.label}"})
+        "arm": "method", "variant": "dense+finetune", "group": group_tag(config, "dense+finetune", 1)})
     with tracker.run(experiment_name(config), f"dense+finetune-{config.model}-s{config.seed}", tags) as run_id:
         params = {k: v for k, v in config.params().items() if not k.startswith(("method", "requested"))}
         tracker.log_params(run_id, params)
@@ -181,14 +181,19 @@ def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Base
     )
 
 
+def group_tag(config: ExperimentConfig, variant: str, ratio: float) -> str:
+    """Everything but the seed in one value, so the MLflow runs table's "Group by" on it shows the mean over
+    seeds of each (variant, arm, requested ratio, lr candidate, protocol)."""
+    return f"{variant} | {ratio:g}x | lr {config.lr:g} | {config.protocol.label}"
+
+
 def run_tags(config: ExperimentConfig, arm: str = "method") -> dict[str, Any]:
     """What runs are found by: protocol name and hash, arm, variant, learning-rate candidate, config key; and
-    ``group``, everything but the seed in one value, so the MLflow runs table's "Group by" on it shows the
-    mean over seeds of each (variant, arm, requested ratio, lr candidate, protocol)."""
+    ``group`` (``group_tag``)."""
     arm_text = "" if arm == "method" else f" [{arm}]"
-    group = f"{config.variant()}{arm_text} | {config.ratio:g}x | lr {config.lr:g} | {config.protocol.label}"
     return {**config.protocol.tags(), "arm": arm, "variant": config.variant(), "lr": f"{config.lr:g}",
-            "requested_ratio": f"{config.ratio:g}", "config_key": config.key(), "group": group}
+            "requested_ratio": f"{config.ratio:g}", "config_key": config.key(),
+            "group": group_tag(config, f"{config.variant()}{arm_text}", config.ratio)}
 
 
 def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, parent_run_id: str | None = None,
@@ -317,7 +322,7 @@ def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, base
             acc_drop_vs_control=control["acc_top1"] - metrics["acc_top1"],
             **arm.extra,
         )
-        model_id = tracker.log_model(run_id, experiment_name(config), deployable(model), run_name,
+        model_id = tracker.log_model(run_id, experiment_name(config), model, run_name,
                                      {"method": config.method, "arm": arm.name, "requested_ratio": f"{config.ratio:g}",
                                       "seed": config.seed, "protocol": config.protocol.label})
         tracker.log_metrics(run_id, metrics, model_id=model_id, dataset=record)

@@ -13,9 +13,11 @@ exactly once across workers and machines (``_claim_and_run``); ``tpe`` suggests 
 What optuna-dashboard shows: the objectives by name, the study's note (protocol in words, the command, the
 MLflow parent run), each trial's artifacts (every seed's report and per-layer table, in the Optuna artifact
 store under ``results/optuna-artifacts``), and the achieved-ratio constraint (feasible within ±3 %;
-unreachable points are infeasible). Re-running the same command resumes: completed points are not repeated, failed or killed
-ones are retried (up to ``max_retries``), and points the method cannot reach are recorded once (an MLflow
-run of kind ``unreachable``, a PRUNED trial) and not retried.
+unreachable points are infeasible).
+
+Re-running the same command resumes: completed points are not repeated, failed or killed ones are retried
+(up to ``max_retries``), and points the method cannot reach are recorded once (an MLflow run of kind
+``unreachable``, a PRUNED trial) and not retried.
 """
 from __future__ import annotations
 
@@ -109,12 +111,11 @@ def _log(cfg: SweepConfig, message: str) -> None:
         tqdm.write(message, file=sys.stderr)  # above a progress bar, when one is shown
 
 
-RATIO_TOLERANCE = 0.03  # the pipeline's contract: achieved within ±3 % of the requested ratio
-
-
 def ratio_constraint(trial: Any) -> tuple[float]:
     """Optuna constraint (feasible when <= 0): the worst seed's relative miss of the requested ratio minus the
     ±3 % tolerance. An unreachable (PRUNED) point has no ratio and is infeasible; the dashboard greys it."""
+    from bench.pipeline import RATIO_TOLERANCE
+
     miss = trial.user_attrs.get("ratio_error_max")
     return (1.0,) if miss is None else (float(miss) - RATIO_TOLERANCE,)
 
@@ -484,6 +485,8 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
 def study_note(cfg: SweepConfig, parent_run_id: str) -> str:
     """The study's note in optuna-dashboard (Markdown): what produced it, under which protocol, and where
     its runs are."""
+    from bench.pipeline import RATIO_TOLERANCE
+
     t = cfg.template
     space = (", ".join(f"{r:g}" for r in cfg.ratios) if cfg.mode == "grid"
              else f"TPE over {cfg.ratio_range[0]:g}-{cfg.ratio_range[1]:g} (log), {cfg.trials} trials")

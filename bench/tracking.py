@@ -151,14 +151,17 @@ class Tracker:
         self.client.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "train/val/test")])])
 
     def log_model(self, run_id: str, experiment: str, model: Any, name: str, tags: dict[str, Any] | None = None) -> str | None:
-        """``model`` (a deployable ``nn.Module``) as an MLflow logged model produced by ``run_id``; its id, or
-        None when models are not logged. Saved by pickle (the suite's classes must be importable to load it:
-        CSR layers and generated weights are not expressible in the ``pt2`` graph format)."""
+        """The deployable form of ``model`` (``bench.export.deployable``: masks baked in, CSR where it pays) as
+        an MLflow logged model produced by ``run_id``; its id, or None when models are not logged (then nothing
+        is baked). Saved by pickle (the suite's classes must be importable to load it: CSR layers and
+        generated weights are not expressible in the ``pt2`` graph format)."""
         if not self.options.log_models:
             return None
         import mlflow.pytorch
         import torch
         from mlflow.entities import LoggedModelOutput
+
+        from bench.export import deployable
 
         name = re.sub(r"[/:.%\"']", "_", name)  # MLflow refuses these in model names ("lr0.001" -> "lr0_001")
         logged = self.client.create_logged_model(self.experiment_id(experiment), name=name, source_run_id=run_id,
@@ -169,7 +172,7 @@ class Tracker:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 # Requirements given, not inferred: inference loads the model in a subprocess (seconds per run).
-                mlflow.pytorch.save_model(model, f"{tmp}/model", serialization_format="pickle",
+                mlflow.pytorch.save_model(deployable(model), f"{tmp}/model", serialization_format="pickle",
                                           pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
                 self.client.log_model_artifacts(logged.model_id, f"{tmp}/model")
         except BaseException:
@@ -234,21 +237,20 @@ class Tracker:
         """Start a run; end it FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
         run_id = self.start(experiment, run_name, tags, parent_run_id)
         monitor = self._system_metrics(run_id)
+        status = "FINISHED"
         with _sigterm_as_interrupt():
             try:
                 yield run_id
             except KeyboardInterrupt:
-                _stop(monitor)
-                self.finish(run_id, "KILLED")
+                status = "KILLED"
                 raise
             except BaseException as e:
-                _stop(monitor)
+                status = "FAILED"
                 self.set_tags(run_id, {"error": f"{type(e).__name__}: {e}"[:5000]})
-                self.finish(run_id, "FAILED")
                 raise
-            else:
-                _stop(monitor)
-                self.finish(run_id, "FINISHED")
+            finally:
+                _stop(monitor)  # while the run is still RUNNING: the monitor's last batch is flushed
+                self.finish(run_id, status)
 
     def _system_metrics(self, run_id: str) -> Any | None:
         """MLflow's system-metrics monitor on this run (``system/*`` metrics), or None when switched off."""

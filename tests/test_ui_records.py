@@ -15,7 +15,8 @@ from bench.cli import main, runs_view_url
 from conftest import digits_template
 from bench.metrics import accuracy
 from bench.studies import make_storage
-from bench.sweep import RATIO_TOLERANCE, SweepConfig, run_sweep
+from bench.pipeline import RATIO_TOLERANCE
+from bench.sweep import SweepConfig, run_sweep
 from bench.tracking import Tracker, TrackingOptions
 
 
