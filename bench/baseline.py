@@ -1,5 +1,8 @@
 """The dense baseline: trained once per (dataset, model, seed, recipe), cached under results/, logged once.
 
+The cache keeps the weights the baseline started from too (``<key>.init.pt``): protocols that rewind the
+surviving weights to their random initialisation (SAP, the lottery ticket) read them from there.
+
 Every method and every trial starts from a copy of the same cached weights, so methods differ only
 in the method. The cache is written to a temporary file and renamed, so a crash never leaves a
 half-written file under the final name; a corrupt file is detected, reported and retrained.
@@ -31,6 +34,7 @@ class Baseline:
     test_acc: float
     train_seconds: float
     key: str
+    init_state: dict[str, torch.Tensor] | None = None  # the weights before training (random init)
 
 
 def cache_dir() -> Path:
@@ -53,6 +57,20 @@ def build_model(config: ExperimentConfig, data: DataSplits) -> SequentialNet:
     return create_model(config.model, data.input_shape, data.num_classes, seed=config.seed, **dict(config.model_options))
 
 
+def _init_state(config: ExperimentConfig, data: DataSplits, path: Path) -> dict[str, torch.Tensor]:
+    """The random initialisation the baseline trained from: cached beside it; a cache from before this file
+    existed gets it rebuilt (the initialisation is a function of the seed) and written."""
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            warnings.warn(f"cached initialisation {path} is corrupt ({type(e).__name__}: {e}); rebuilding it",
+                          stacklevel=2)
+    state = {k: v.clone() for k, v in build_model(config, data).state_dict().items()}
+    _atomic_write(path, lambda p: torch.save(state, p))
+    return state
+
+
 def _load(config: ExperimentConfig, data: DataSplits, weights: Path, meta: Path) -> Baseline | None:
     if not (weights.is_file() and meta.is_file()):
         return None
@@ -60,7 +78,8 @@ def _load(config: ExperimentConfig, data: DataSplits, weights: Path, meta: Path)
         info = json.loads(meta.read_text())
         model = build_model(config, data)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return Baseline(model, info["val_acc"], info["test_acc"], info["train_seconds"], config.baseline_key())
+        return Baseline(model, info["val_acc"], info["test_acc"], info["train_seconds"], config.baseline_key(),
+                        _init_state(config, data, weights.with_suffix(".init.pt")))
     except Exception as e:  # any unreadable or mismatched cache is retrained, never trusted
         warnings.warn(f"cached baseline {weights} is corrupt ({type(e).__name__}: {e}); retraining it", stacklevel=2)
         return None
@@ -83,6 +102,8 @@ def ensure_baseline(config: ExperimentConfig, data: DataSplits, progress: bool =
         if cached is not None:
             return cached, False
         model = build_model(config, data)
+        init = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        _atomic_write(weights.with_suffix(".init.pt"), lambda p: torch.save(init, p))
         start = time.perf_counter()
         fit(model, config.baseline, data, config.seed, progress=progress, accelerator=config.accelerator)
         seconds = time.perf_counter() - start
@@ -91,4 +112,4 @@ def ensure_baseline(config: ExperimentConfig, data: DataSplits, progress: bool =
         _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
         _atomic_write(meta, lambda p: p.write_text(json.dumps(
             {"val_acc": val_acc, "test_acc": test_acc, "train_seconds": seconds, "config": config.params()}, default=str)))
-        return Baseline(model, val_acc, test_acc, seconds, key), True
+        return Baseline(model, val_acc, test_acc, seconds, key, init), True

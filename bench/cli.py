@@ -17,7 +17,7 @@ import datasets
 import methods
 from bench.config import ExperimentConfig
 from bench.models import list_models
-from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, ProtocolError, get_protocol
+from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES, Protocol, ProtocolError, get_protocol, protocol_names
 from bench.registry import UnknownNameError
 from methods.common.params import ParamError, describe, parse_assignments
 
@@ -67,8 +67,9 @@ def _epilog() -> str:
     lines.append("datasets: " + ", ".join(datasets.list_datasets()))
     lines.append("models:   " + ", ".join(list_models()))
     lines.append("protocols:")
-    for name, protocol in PROTOCOLS.items():
-        lines.append(f"  {name:16s} {protocol.caption()}")
+    for name in protocol_names():
+        protocol = get_protocol(name)
+        lines.append(f"  {name:16s} {protocol.summary if protocol.scale else protocol.caption()}")
     return "\n".join(lines)
 
 
@@ -80,7 +81,11 @@ def _experiment_args(p: argparse.ArgumentParser, ratio_flag: bool) -> None:
     p.add_argument("--model", default="lenet300")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter (repeatable)")
     p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
-                   help=f"comparison protocol: {', '.join(PROTOCOLS)} (default {DEFAULT_PROTOCOL}; see below)")
+                   help=f"comparison protocol: {', '.join(PROTOCOLS)}, or a paper's own recipe "
+                        f"(paper-<name>) (default {DEFAULT_PROTOCOL}; see below)")
+    p.add_argument("--scale", default=None, choices=SCALES,
+                   help="a paper protocol's scale: cpu (default; shrunk to run offline on 2 cores) or paper (as "
+                        "published)")
     p.add_argument("--epochs", default=None, help="override the protocol's dense baseline epochs")
     p.add_argument("--finetune-epochs", default=None,
                    help="override the protocol's fine-tune epochs (under an equal budget: the extra budget E)")
@@ -151,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--dry-run", action="store_true", help="print the commands only")
     reproduce = sub.add_parser("reproduce", help="run the experiments behind a seed paper's figure")
     reproduce.add_argument("paper")
+    reproduce.add_argument("--scale", default="cpu", choices=SCALES,
+                           help="cpu (default: the paper's recipe shrunk to run offline on 2 cores) or paper")
     reproduce.add_argument("--dry-run", action="store_true", help="print the commands only")
     return parser
 
@@ -167,7 +174,7 @@ def _positive_float(text: str, what: str) -> float:
 
 def protocol_from_args(args: argparse.Namespace) -> Protocol:
     """The named protocol with the budget flags applied (a changed protocol has its own hash)."""
-    protocol = get_protocol(args.protocol)
+    protocol = get_protocol(args.protocol, args.scale)
     changes: dict[str, Any] = {}
     if args.epochs is not None:
         changes["baseline"] = replace(protocol.baseline, epochs=_int(args.epochs, "--epochs", 0))
@@ -393,7 +400,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     from bench.papers import experiments
 
-    for argv in experiments(args.paper):
+    for argv in experiments(args.paper, args.scale):
         print("python -m bench " + shlex.join(argv), flush=True)
         if not args.dry_run:
             code = main(argv)

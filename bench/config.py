@@ -5,10 +5,11 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bench.content import content_of
 from bench.protocol import QUICK, Protocol
 from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE, TrainRecipe
 
@@ -65,6 +66,9 @@ class ExperimentConfig:
         (default: the first candidate)."""
         lr = protocol.lr_candidates[0] if lr is None else lr
         recipes = {"baseline": protocol.baseline, "finetune": protocol.finetune_recipe(lr)}
+        # A paper protocol's method settings (e.g. SuRP's iterative schedule) are pinned, the user's on top.
+        method = kwargs.get("method", cls.method)
+        kwargs["method_params"] = {**protocol.method_defaults(method), **dict(kwargs.get("method_params") or {})}
         return cls.create(protocol=protocol, **{**recipes, **kwargs})
 
     def with_(self, **changes: Any) -> "ExperimentConfig":
@@ -91,15 +95,15 @@ class ExperimentConfig:
     def baseline_key(self) -> str:
         """Names the dense baseline: everything that determines its weights, nothing else."""
         return content_hash({"dataset": self.dataset, "dataset_options": self.dataset_options, "model": self.model,
-                             "model_options": self.model_options, "seed": self.seed, "recipe": asdict(self.baseline)})
+                             "model_options": self.model_options, "seed": self.seed, "recipe": content_of(self.baseline)})
 
     def control_key(self) -> str:
         """Names the dense + fine-tune control: the baseline, the fine-tune budget and the protocol."""
-        return content_hash({"baseline": self.baseline_key(), "finetune": asdict(self.finetune),
+        return content_hash({"baseline": self.baseline_key(), "finetune": content_of(self.finetune),
                              "protocol": self.protocol.hash})
 
     def key(self) -> str:
-        content = asdict(self)
+        content = content_of(self)
         content["protocol"] = self.protocol.content()  # its prose summary is not part of what it is
         return content_hash(content)
 

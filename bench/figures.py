@@ -97,7 +97,7 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
         "study": tag("study"), "start_time": df["start_time"],
         "protocol": tag("protocol").fillna("legacy"), "protocol_hash": tag("protocol_hash").fillna("legacy"),
         "arm": tag("arm").fillna("method"), "lr": pd.to_numeric(tag("lr"), errors="coerce"),
-        "error": tag("error"),
+        "error": tag("error"), "baseline_key": tag("baseline_key"),
     })
     for col in [c for c in df.columns if c.startswith("metrics.")]:
         out[col[len("metrics."):]] = df[col]
@@ -275,11 +275,11 @@ def summary_table(points: "pandas.DataFrame") -> "pandas.DataFrame":
 def protocol_caption(group: "pandas.DataFrame") -> str:
     """The protocol of one (experiment, protocol) group of runs, for titles: the built-in's caption when its
     hash matches, else its name and hash (a protocol changed by command-line flags)."""
-    from bench.protocol import PROTOCOLS
+    from bench.protocol import all_protocols
 
     name, digest = group["protocol"].iloc[0], group["protocol_hash"].iloc[0]
-    known = PROTOCOLS.get(name)
-    if known is not None and known.hash == digest:
+    known = next((p for p in all_protocols() if p.name == name and p.hash == digest), None)
+    if known is not None:
         return known.caption()
     if name == "legacy":
         return "pre-protocol runs (fixed 2-epoch fine-tune; budgets differ by method family)"
@@ -339,19 +339,28 @@ def comparison_figures(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
 
 def make_figures(out_dir: Path, tracker: Any | None = None, log: Any = print) -> list[Path]:
     """Every figure and table; raises NoRunsError on an empty store."""
-    from bench.papers import REPRODUCTION_PROTOCOL, paper_figures
+    import pandas as pd
+
+    from bench.papers import paper_figures, paper_protocol
 
     runs = tidy_runs(tracker)
     if runs.empty or not (runs["kind"] == "compressed").any():
         uri = tracker.uri if tracker is not None else "the default store"
         raise NoRunsError(f"no finished compressed runs in {uri}; run `make bench METHOD=magnitude` first")
-    written = comparison_figures(runs, out_dir)
-    # Paper figures draw only the runs their reproductions made (and pre-protocol runs), never a comparison
-    # under another protocol that happens to share a dataset and model.
-    paper_runs = runs[runs["protocol"].isin([REPRODUCTION_PROTOCOL, "legacy"])].copy()
-    paper_runs.attrs.update(runs.attrs)
+    paper_run = runs["protocol"].astype(str).str.startswith("paper-")
+    written = comparison_figures(runs[~paper_run], out_dir)
+    # A paper figure draws only the runs of its own recipe (``paper-<name>``), one folder per scale: never a
+    # comparison under another protocol that happens to share a dataset and model.
     for name, figure in paper_figures().items():
-        produced = figure(paper_runs, out_dir / "papers" / name)
+        mine = runs[runs["protocol"] == paper_protocol(name)]
+        produced: list[Path] = []
+        for digest, group in mine.groupby("protocol_hash"):
+            # baselines carry no protocol: the ones these runs started from (by their cache key) come along
+            dense = runs[(runs["kind"] == "baseline") & runs["baseline_key"].isin(group["baseline_key"].dropna())]
+            group = pd.concat([group, dense]).copy()
+            group.attrs.update(runs.attrs)
+            group.attrs["protocol_caption"] = protocol_caption(group)
+            produced += figure(group, out_dir / "papers" / name / f"{paper_protocol(name)}-{digest}")
         if produced:
             written += produced
         else:

@@ -27,6 +27,7 @@ from bench.tracking import DatasetRecord, Tracker
 from bench.recipes import TrainRecipe
 from bench.training import fit, fit_steps
 from methods import CompressionError, Context
+from methods.common.pruning import rewind_to_init
 
 RATIO_TOLERANCE = 0.03  # the method contract: achieved within ±3 % of the requested ratio
 
@@ -140,12 +141,36 @@ def method_ledger(config: ExperimentConfig, method: methods.Method, dense: nn.Mo
                   from_init_epochs=config.baseline.epochs, what=what)
 
 
+def charged_fit(model: nn.Module, recipe: TrainRecipe, ledger: Ledger, config: ExperimentConfig,
+                data: datasets.DataSplits, progress: bool, max_steps: int | None, finetune: bool,
+                **kwargs: Any) -> nn.Module:
+    """``fit`` charged to ``ledger``: before it runs (an overrun is refused without training), or, for a recipe
+    that stops early on a validation plateau, with the steps it actually took."""
+    if recipe.patience is None:
+        ledger.charge(recipe, max_steps, finetune=finetune)
+        return fit(model, recipe, data, config.seed, progress=progress, accelerator=config.accelerator,
+                   max_steps=max_steps, **kwargs)
+    report: dict[str, int] = {}
+    model = fit(model, recipe, data, config.seed, progress=progress, accelerator=config.accelerator,
+                max_steps=max_steps, report=report, **kwargs)
+    ledger.charge(recipe, report["steps"], finetune=finetune)
+    return model
+
+
+def rewind_if_asked(model: nn.Module, config: ExperimentConfig, baseline: Baseline) -> nn.Module:
+    """Under a protocol that rewinds (``rewind="init"``), the surviving weights back to the random
+    initialisation the baseline trained from, before the training that follows a pruning step."""
+    if config.protocol.rewind == "init":
+        if baseline.init_state is None:
+            raise CompressionError("the protocol rewinds to the random initialisation, but the baseline has none")
+        rewind_to_init(model, baseline.init_state)
+    return model
+
+
 def _train_rest(model: nn.Module, recipe: TrainRecipe, ledger: Ledger, config: ExperimentConfig,
                 data: datasets.DataSplits, progress: bool, finetune: bool) -> nn.Module:
     """Train ``model`` with ``recipe`` for what is left of ``ledger`` (the whole recipe when it has no total)."""
-    share = ledger.remaining()
-    ledger.charge(recipe, share, finetune=finetune)
-    return fit(model, recipe, data, config.seed, progress=progress, accelerator=config.accelerator, max_steps=share)
+    return charged_fit(model, recipe, ledger, config, data, progress, ledger.remaining(), finetune)
 
 
 def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Baseline,
@@ -158,17 +183,14 @@ def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Base
         if ledger.total is not None and ledger.finetune_calls >= ledger.planned_finetunes:
             raise BudgetError(f"{config.method} called context.finetune more often than the "
                               f"{ledger.planned_finetunes} times its planned_finetunes() announced (a bug in the method)")
-        share = ledger.round_share()
-        ledger.charge(config.finetune, share, finetune=True)
         ledger.finetune_calls += 1
-        return fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator,
-                   max_steps=share)
+        rewind_if_asked(model, config, baseline)
+        return charged_fit(model, config.finetune, ledger, config, data, progress, ledger.round_share(), True)
 
     def fit_recipe(model: nn.Module, recipe: TrainRecipe, teacher: nn.Module | None = None, kd_weight: float = 0.0,
                    temperature: float = 1.0) -> nn.Module:
-        ledger.charge(recipe)
-        return fit(model, recipe, data, config.seed, teacher=teacher, kd_weight=kd_weight, temperature=temperature,
-                   progress=progress, accelerator=config.accelerator)
+        return charged_fit(model, recipe, ledger, config, data, progress, None, False, teacher=teacher,
+                           kd_weight=kd_weight, temperature=temperature)
 
     return Context(
         data=data, seed=config.seed,
@@ -238,6 +260,8 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
     def final_finetune(model: nn.Module) -> nn.Module:
         if not post_training and config.protocol.equal_budget:
             return model  # a train-time arm has spent its whole budget training from scratch
+        if post_training:
+            rewind_if_asked(model, config, baseline)
         return _train_rest(model, config.finetune, ledger, config, data, progress, finetune=True)
 
     arm = _Arm("method", compressed, final_finetune, ledger, steps, {"compress_seconds": compress_seconds})

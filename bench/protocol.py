@@ -24,12 +24,12 @@ Built-ins:
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bench.content import content_of, later
 from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE, TrainRecipe
 
 # The operating points of a fair comparison (ShrinkBench's compression ratios, doubled up to 128x).
@@ -37,7 +37,12 @@ FAIR_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 QUICK_RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
 
 # Fields that say which runs a comparison asks for, not what any one run is (see Protocol.content).
-PLAN_FIELDS = ("summary", "seeds", "ratios", "lr_candidates")
+PLAN_FIELDS = ("summary", "scaled", "seeds", "ratios", "lr_candidates")
+
+# Where iterative methods restart their training after each pruning step (see ``Protocol.rewind``).
+REWINDS = ("none", "init")
+
+MethodRecipe = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # ((method, ((param, value), ...)), ...)
 
 # Control arms a protocol may ask for beside each method (the dense + fine-tune control always runs).
 ARMS = ("method", "scratch", "shuffled")
@@ -67,6 +72,15 @@ class Protocol:
     controls: tuple[str, ...] = ()
     selection: str = "val"
     summary: str = field(default="", compare=False)
+    # A paper's own recipe (``bench.paper_protocols``): at which scale (``paper``: as published; ``cpu``: the
+    # same shape shrunk to run offline on 2 cores, ``scaled`` saying what shrank and by how much), where
+    # training restarts after each pruning step (``init``: the surviving weights go back to their random
+    # initialisation before every round's and the final training, as SAP and the lottery ticket do), and the
+    # method settings the recipe implies (e.g. SuRP's iterative schedule), applied under the user's --param.
+    scale: str = later("")
+    rewind: str = later("none")
+    method_recipe: MethodRecipe = later(())
+    scaled: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/ '\""):
@@ -86,6 +100,8 @@ class Protocol:
             raise ProtocolError(f"protocol {self.name}: ratios must be numbers > 1, got {self.ratios}")
         if self.seeds < 1:
             raise ProtocolError(f"protocol {self.name}: seeds must be >= 1, got {self.seeds}")
+        if self.rewind not in REWINDS:
+            raise ProtocolError(f"protocol {self.name}: rewind must be one of {', '.join(REWINDS)}, got {self.rewind!r}")
 
     # ------------------------------------------------------------------ identity
 
@@ -95,9 +111,9 @@ class Protocol:
         whichever plan asked for it, so studies with fewer seeds, points or candidates pool into one verdict,
         and widening the candidate set trains only the new candidates. The verdict reports the candidates
         each method was actually tuned over, and warns when they differ between methods."""
-        out = dataclasses.asdict(self)
+        out = content_of(self)
         for plan in PLAN_FIELDS:
-            out.pop(plan)
+            out.pop(plan, None)
         return out
 
     @property
@@ -118,10 +134,24 @@ class Protocol:
                 "protocol.equal_budget": self.equal_budget,
                 "protocol.lr_candidates": ",".join(f"{lr:g}" for lr in self.lr_candidates),
                 "protocol.selection": self.selection, "protocol.controls": ",".join(self.controls) or "none",
-                "protocol.seeds": self.seeds, "protocol.ratios": ",".join(f"{r:g}" for r in self.ratios)}
+                "protocol.seeds": self.seeds, "protocol.ratios": ",".join(f"{r:g}" for r in self.ratios),
+                **({"protocol.scale": self.scale, "protocol.scaled": self.scaled[:500] or "nothing",
+                    "protocol.rewind": self.rewind,
+                    "protocol.method_recipe": "; ".join(f"{m}: " + ", ".join(f"{k}={v}" for k, v in kv)
+                                                        for m, kv in self.method_recipe) or "none"}
+                   if self.scale else {})}
+
+    def method_defaults(self, method: str) -> dict[str, Any]:
+        """The method settings this protocol's recipe implies (the user's --param values go on top)."""
+        return dict(next((kv for m, kv in self.method_recipe if m == method), ()))
 
     def caption(self) -> str:
         """One line for figure titles and table headers."""
+        if self.scale:
+            rewind = "; survivors rewound to their random init before each training" if self.rewind == "init" else ""
+            scaled = f"; scaled: {self.scaled}" if self.scale != "paper" and self.scaled else ""
+            return (f"protocol {self.label} ({self.scale} scale of the paper's recipe: dense {self.baseline.describe()}; "
+                    f"after pruning {self.finetune.describe()}{rewind}{scaled})")
         budget = (f"equal budget: dense {self.baseline.epochs} ep + {self.extra_epochs} ep per arm from init"
                   if self.equal_budget else
                   f"UNEQUAL budgets: {self.finetune.epochs}-ep fine-tune after each method and round")
@@ -177,9 +207,36 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (FAIR, QUICK)}
 DEFAULT_PROTOCOL = "fair"
 
 
-def get_protocol(name: str) -> Protocol:
-    """A built-in protocol by name; raises ProtocolError naming the choices."""
-    try:
+SCALES = ("cpu", "paper")
+
+
+def protocol_names() -> list[str]:
+    """Every protocol name --protocol accepts: the comparison protocols, then one ``paper-<name>`` per paper."""
+    from bench.paper_protocols import PAPER_PROTOCOLS
+
+    return [*PROTOCOLS, *PAPER_PROTOCOLS]
+
+
+def all_protocols() -> list[Protocol]:
+    """Every built-in protocol object, the paper protocols at each scale included (captions look them up)."""
+    from bench.paper_protocols import PAPER_PROTOCOLS
+
+    return [*PROTOCOLS.values(), *(p for scales in PAPER_PROTOCOLS.values() for p in scales.values())]
+
+
+def get_protocol(name: str, scale: str | None = None) -> Protocol:
+    """A built-in protocol by name (a paper protocol at ``scale``, default ``cpu``); raises ProtocolError
+    naming the choices."""
+    from bench.paper_protocols import PAPER_PROTOCOLS
+
+    if name in PROTOCOLS:
+        if scale not in (None, ""):
+            raise ProtocolError(f"--scale applies to the paper protocols ({', '.join(PAPER_PROTOCOLS)}), "
+                                f"not to {name!r}; drop --scale")
         return PROTOCOLS[name]
-    except KeyError:
-        raise ProtocolError(f"unknown protocol {name!r}; choose one of: {', '.join(PROTOCOLS)}") from None
+    if name in PAPER_PROTOCOLS:
+        scale = scale or "cpu"
+        if scale not in SCALES:
+            raise ProtocolError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+        return PAPER_PROTOCOLS[name][scale]
+    raise ProtocolError(f"unknown protocol {name!r}; choose one of: {', '.join(protocol_names())}")

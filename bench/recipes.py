@@ -1,8 +1,10 @@
 """Training budgets as plain data: the baseline recipe and the one fine-tune budget all methods share."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
+
+from bench.content import content_of, later
 
 
 @dataclass(frozen=True)
@@ -13,9 +15,17 @@ class TrainRecipe:
     momentum: float = 0.9
     weight_decay: float = 0.0
     batch_size: int = 128
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "plateau"] = "constant"
     # Restore the weights of the epoch with the best validation accuracy (never test).
     select_on_val: bool = True
+    # "Until convergence": stop once validation accuracy has not improved for this many epochs (``epochs``
+    # is then the cap). None trains every epoch.
+    patience: int | None = later(None)
+    # ``schedule="plateau"``: halve the learning rate when validation accuracy has not improved for this
+    # many epochs (LMA's CIFAR schedule halves on a plateau).
+    plateau_patience: int = later(3)
+    # Clip the gradient's global L2 norm to this value before each step (SAP's recipe clips to 1).
+    grad_clip: float | None = later(None)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -24,9 +34,27 @@ class TrainRecipe:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 epoch (or None: no early stopping), got {self.patience}")
+        if self.plateau_patience < 1:
+            raise ValueError(f"plateau_patience must be >= 1 epoch, got {self.plateau_patience}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 (or None: no clipping), got {self.grad_clip}")
 
     def as_params(self, prefix: str) -> dict[str, object]:
-        return {f"{prefix}.{k}": v for k, v in asdict(self).items()}
+        return {f"{prefix}.{k}": v for k, v in content_of(self).items()}
+
+    def describe(self) -> str:
+        """One phrase for captions: "SGD 0.1 (Nesterov, wd 5e-4, clip 1), cosine, batch 250, 8 epochs"."""
+        extras = [f"wd {self.weight_decay:g}"] if self.weight_decay else []
+        if self.grad_clip is not None:
+            extras.append(f"clip {self.grad_clip:g}")
+        opt = f"{self.optimizer.upper() if self.optimizer == 'sgd' else 'Adam'} {self.lr:g}"
+        opt += f" ({', '.join(extras)})" if extras else ""
+        sched = f"halved after {self.plateau_patience} flat epochs" if self.schedule == "plateau" else self.schedule
+        length = (f"until val stops improving for {self.patience} epochs (at most {self.epochs})"
+                  if self.patience is not None else f"{self.epochs} epochs")
+        return f"{opt}, {sched}, batch {self.batch_size}, {length}"
 
 
 # Baseline: Adam 1e-3 for 10 epochs reaches ~89 % on Fashion-MNIST with LeNet-300-100 in about a minute

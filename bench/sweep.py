@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.config import ExperimentConfig, _frozen, content_hash, results_dir
+from bench.content import content_of
 from bench.protocol import QUICK_RATIOS
 from bench.studies import OBJECTIVES, make_storage, study_lock
 from bench.tracking import TrackingOptions
@@ -88,8 +89,8 @@ class SweepConfig:
         """method/dataset/model/protocol-hash/mode-<hash of what else makes points comparable>."""
         t = self.template
         settings = {"method_params": t.method_params, "dataset_options": t.dataset_options,
-                    "model_options": t.model_options, "baseline": dataclasses.asdict(t.baseline),
-                    "finetune": {k: v for k, v in dataclasses.asdict(t.finetune).items() if k != "lr"},
+                    "model_options": t.model_options, "baseline": content_of(t.baseline),
+                    "finetune": {k: v for k, v in content_of(t.finetune).items() if k != "lr"},
                     "protocol": t.protocol.content(), "seeds": self.seeds, "lrs": self.lrs,
                     "space": self.ratios if self.mode == "grid" else self.ratio_range}
         return f"{t.method}/{t.dataset}/{t.model}/{t.protocol.label}/{self.mode}-{content_hash(settings)[:8]}"

@@ -133,6 +133,7 @@ def _lightning_module_class():
             self._teacher = (teacher,)  # a tuple keeps the teacher out of parameters() and the optimiser
             self.kd_weight, self.temperature, self.log_every = kd_weight, temperature, log_every
             self._correct = self._seen = None
+            self.steps_taken = 0  # optimiser steps (the raw optimiser does not advance trainer.global_step)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model(x)
@@ -155,13 +156,18 @@ def _lightning_module_class():
             # fp32 training does not need (precision plugins are not used here).
             opt = self.optimizers().optimizer
             scheduler = self.lr_schedulers()
+            per_step = scheduler if self.recipe.schedule == "cosine" else None
+            clip = self.recipe.grad_clip
             for x, y in group:
                 loss = self.loss(x, y)
                 opt.zero_grad()
                 loss.backward()
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
                 opt.step()
-                if scheduler is not None:
-                    scheduler.step()
+                self.steps_taken += 1
+                if per_step is not None:
+                    per_step.step()
             self.log("train_loss", loss.detach(), prog_bar=True, batch_size=len(y))
             return None
 
@@ -175,7 +181,10 @@ def _lightning_module_class():
             self._seen += len(y)
 
         def on_validation_epoch_end(self) -> None:
-            self.log("val_acc", self._correct.float() / max(self._seen, 1), prog_bar=True)
+            acc = self._correct.float() / max(self._seen, 1)
+            self.log("val_acc", acc, prog_bar=True)
+            if self.recipe.schedule == "plateau" and not self.trainer.sanity_checking:
+                self.lr_schedulers().step(float(acc))  # one host sync per epoch, only for this schedule
 
         def configure_optimizers(self):
             r = self.recipe
@@ -183,12 +192,17 @@ def _lightning_module_class():
             if r.optimizer == "adam":
                 opt = torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
             else:
-                opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, nesterov=True)
+                opt = torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay,
+                                      nesterov=r.momentum > 0)  # Nesterov needs momentum
             if r.schedule == "cosine":
                 # Per optimiser step (manual optimisation steps it in training_step), so a fit cut to a
                 # fraction of an epoch still decays to zero at its last step.
                 return {"optimizer": opt,
                         "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.total_steps, 1))}
+            if r.schedule == "plateau":
+                # Stepped by hand on each epoch's validation accuracy (manual optimisation steps nothing).
+                return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(
+                    opt, mode="max", factor=0.5, patience=r.plateau_patience)}
             return opt
 
     return ClassifierModule
@@ -275,23 +289,36 @@ def _fit_interruptibly(trainer, module, train, val) -> None:
             signal.signal(signal.SIGINT, handler)
 
 
+def _early_stopping(patience: int):
+    """Lightning's EarlyStopping on validation accuracy: "until convergence" with a patience."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    return EarlyStopping(monitor="val_acc", mode="max", patience=patience, min_delta=0.0, check_finite=True)
+
+
 def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teacher: nn.Module | None = None,
         kd_weight: float = 0.0, temperature: float = 1.0, progress: bool = False, accelerator: str = "auto",
-        max_steps: int | None = None) -> nn.Module:
+        max_steps: int | None = None, report: dict | None = None, callbacks: list | None = None) -> nn.Module:
     """Train ``model`` in place on the training split; returns it on the CPU with the best-val weights.
 
     ``max_steps`` cuts training at that many optimiser steps (the last epoch ends early; the epoch
     count becomes what those steps need), so budgets counted in steps can be split between rounds.
+    ``recipe.patience`` stops once validation accuracy has not improved for that many epochs. ``report``,
+    if given, receives the optimiser ``steps`` and ``epochs`` actually run (fewer than planned after an
+    early stop); ``callbacks`` are extra Lightning callbacks.
     """
     steps = fit_steps(recipe, len(data.train_y), max_steps)
+    if report is not None:
+        report.update(steps=0, epochs=0)
     if steps == 0:
         return model
     epochs = math.ceil(steps / steps_per_epoch(len(data.train_y), recipe.batch_size))
     torch.manual_seed(seed)
     model.train()
     module = _lightning_module_class()(model, recipe, teacher, kd_weight, temperature, total_steps=steps)
-    callbacks = [_best_validation_callback()] if recipe.select_on_val else []
-    trainer = make_trainer(epochs, progress, accelerator, callbacks)
+    extra = [*(callbacks or []), *([_early_stopping(recipe.patience)] if recipe.patience is not None else [])]
+    best = [_best_validation_callback()] if recipe.select_on_val else []
+    trainer = make_trainer(epochs, progress, accelerator, [*extra, *best])
     train = TensorBatches(data.train_x, data.train_y, recipe.batch_size, shuffle=True, seed=seed)
     train = data.augment(train, seed)  # the dataset's seeded training-only transform (CIFAR crop + flip), if any
     if steps < recipe.epochs * len(train):
@@ -299,6 +326,8 @@ def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teac
     train = StepGroups(train, module.log_every)
     val = TensorBatches(data.val_x, data.val_y, 1024)
     _fit_interruptibly(trainer, module, train, val)
+    if report is not None:
+        report.update(steps=module.steps_taken, epochs=trainer.current_epoch)
     model.cpu()
     if teacher is not None:
         teacher.cpu()

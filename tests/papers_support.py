@@ -76,17 +76,23 @@ def compressed_raw(tracker: Any) -> pd.DataFrame:
     return raw
 
 
-def parsed_experiments(name: str, argvs: list[list[str]]) -> list[tuple[Any, Any]]:
-    """(CLI arguments, validated sweep) of every argv list of paper ``name``, after asserting that the paper is
-    registered with exactly ``argvs`` as its experiments."""
+def parsed_experiments(name: str, scale: str = "cpu") -> list[tuple[Any, Any]]:
+    """(CLI arguments, validated sweep) of every argv list of paper ``name``'s reproduction at ``scale``, after
+    asserting that each runs under the paper's own protocol at that scale, with one thread."""
     from bench.cli import build_parser, sweep_from_args
     from bench.papers import experiments, list_papers
+    from bench.protocol import get_protocol
 
-    from bench.papers import REPRODUCTION_PROTOCOL
-
-    assert name in list_papers() and experiments(name) == [[*a, "--protocol", REPRODUCTION_PROTOCOL] for a in argvs]
+    assert name in list_papers()
     parser = build_parser()
-    return [(args, sweep_from_args(args)) for args in (parser.parse_args(argv) for argv in experiments(name))]
+    out = []
+    for argv in experiments(name, scale):
+        args = parser.parse_args(argv)
+        assert (args.protocol, args.scale, args.threads) == (f"paper-{name}", scale, "1")
+        sweep = sweep_from_args(args)
+        assert sweep.template.protocol.label == get_protocol(f"paper-{name}", scale).label  # --ratios is a plan
+        out.append((args, sweep))
+    return out
 
 
 def series_rows(table: pd.DataFrame, groups: dict[str, pd.DataFrame], n: int) -> Iterator[tuple[pd.Series, pd.DataFrame]]:

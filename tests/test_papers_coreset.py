@@ -14,7 +14,7 @@ from papers_support import (assert_files_written, error_reference, parsed_experi
 BUDGET = common.Budget(1, 1)
 RATIOS = (2.0, 10.0)
 SEEDS = (0, 1)
-LABELS = ("coreset (paper)", "top-k (percentile)", "scratch, same widths (1 ep.)", "global magnitude (unstructured)")
+LABELS = ("coreset (paper)", "top-k (percentile)", "scratch, same widths", "global magnitude (unstructured)")
 
 
 def _config(label: str, ratio: float, seed: int) -> ExperimentConfig:
@@ -95,38 +95,32 @@ def test_selection_labels_each_run_once(store):
 def test_no_runs_for_the_figure_gives_nothing(store, tmp_path):
     runs, _, _, _ = store
     assert C.figure(runs.iloc[0:0], tmp_path) == []
-    assert C.figure(runs, tmp_path) == []  # the default budgets/datasets: none of these runs
+    assert C.figure(runs, tmp_path, model="mlp") == []  # another model: none of these runs
     assert C.figure(runs, tmp_path, budgets={"digits": common.Budget(7, 1)}) == []  # another baseline budget
     assert list(tmp_path.iterdir()) == []
 
 
-def test_variants_tell_schedules_and_samplers_apart():
+def test_variants_tell_samplers_apart():
     by_label = {v.label: v for v in C.variants(common.Budget(20, 10))}
     paper = by_label["coreset (paper)"]
     params = paper.expected()
+    assert params["finetune_each_layer"] == "True"  # the paper's schedule: fine-tune after every layer
     assert paper.matches("coreset", params)
-    assert not paper.matches("coreset", {**params, "finetune_each_layer": "True"})
+    assert not paper.matches("coreset", {**params, "finetune_each_layer": "False"})
     assert not paper.matches("coreset", {**params, "sampling": "uniform"})
     assert not paper.matches("magnitude", params)
-    assert by_label["coreset, per-layer FT (2x FT budget)"].matches("coreset", {**params, "finetune_each_layer": "True"})
-    scratch = by_label["scratch, same widths (20 ep.)"].expected()
-    assert (scratch["student_activation"], scratch["kd_weight"], scratch["epochs"]) == ("relu", "0.0", "20")
+    scratch = by_label["scratch, same widths"].expected()
+    assert (scratch["student_activation"], scratch["kd_weight"]) == ("relu", "0.0")
 
 
-def test_experiments_parse_and_cover_the_issue():
+def test_experiments_run_the_papers_recipe_on_the_mnist_sample():
     seen = set()
-    for args, sweep in parsed_experiments("coreset", C.EXPERIMENTS):
+    for args, sweep in parsed_experiments("coreset"):
         t = sweep.template
-        assert (t.model, args.ratios, sweep.seeds) == ("lenet300", "2,4,10,20", 3)
-        assert (t.baseline.epochs, t.finetune.epochs) == tuple(vars(C.BUDGETS[t.dataset]).values())
+        assert (t.dataset, t.model, args.ratios, sweep.seeds) == ("mnist-5k", "lenet300", "2,4,10,20", 3)
+        assert t.finetune.patience == 2 and t.protocol.scale == "cpu"  # "until convergence", scaled
         params = dict(t.method_params)
-        if t.method == "lma":
-            assert params["epochs"] == str(t.baseline.epochs)  # scratch gets the dense baseline's budget
-            assert (params["student_activation"], params["kd_weight"]) == ("relu", "0")
-        if t.method == "coreset" and params.get("finetune_each_layer") != "true":
-            assert params["finetune_each_layer"] == "false"  # equal fine-tune budget
-        seen.add((t.dataset, t.method, params.get("sampling"), params.get("allocation")))
-    for dataset in ("mnist-5k", "fashion-mnist"):
-        assert {(dataset, "coreset", None, None), (dataset, "coreset", "uniform", None),
-                (dataset, "coreset", "topk", None), (dataset, "coreset", None, "cost-aware"),
-                (dataset, "lma", None, None), (dataset, "magnitude", None, None)} <= seen
+        if t.method == "coreset":
+            assert params["finetune_each_layer"] is True  # set by the protocol, not by the variant
+        seen.add((t.method, params.get("sampling")))
+    assert seen == {("coreset", None), ("coreset", "uniform"), ("coreset", "topk"), ("lma", None), ("magnitude", None)}

@@ -88,13 +88,16 @@ def test_empty_store_draws_nothing(tmp_path):
     assert paper.figure(pd.DataFrame(), tmp_path) == []
 
 
-def test_experiments_parse_and_validate():
-    parsed = parsed_experiments("lma", paper.EXPERIMENTS)
-    assert len(parsed) == len(paper.VARIANTS)
-    for argv, (_, sweep) in zip(paper.EXPERIMENTS, parsed):
-        assert sweep.seeds >= 3 and len(sweep.ratios) >= 3
-        assert (sweep.template.dataset, sweep.template.model, sweep.template.method) == ("fashion-mnist", "lenet300", "lma")
-        params = dict(sweep.template.method_params)
-        assert int(params["epochs"]) == paper.STUDENT_EPOCHS  # equal student budgets across variants
-        # The argv lists differ only in the variant's parameters, appended after the shared part.
-        assert argv[:len(paper._COMMON) + 1] == ["bench", *paper._COMMON]
+def test_experiments_train_bn_cnn_students_under_the_papers_recipe(monkeypatch):
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    parsed = parsed_experiments("lma")
+    assert [dict(s.template.method_params).get("student_activation", "lma") for _, s in parsed] == ["relu", "lma"]
+    for _, sweep in parsed:
+        t = sweep.template
+        assert (t.dataset, t.model, t.method) == ("mnist-5k", "cnn", "lma")
+        assert sweep.ratios == (5.3, 16.7, 48.6)  # the paper's three students relative to its teacher
+        # SGD 1e-2, batch 64, lr halved on a plateau, early stop; the students train with the teacher's recipe
+        assert (t.baseline.optimizer, t.baseline.lr, t.baseline.batch_size, t.baseline.schedule) == ("sgd", 0.01, 64,
+                                                                                                    "plateau")
+        assert t.scratch_recipe() == t.baseline and t.finetune.epochs == 0
+        assert "epochs" not in dict(t.method_params)  # the protocol sets the students' budget

@@ -90,15 +90,17 @@ def test_empty_store_draws_nothing(tmp_path):
     assert paper.figure(pd.DataFrame(), tmp_path) == []
 
 
-def test_experiments_parse_and_validate():
+def test_experiments_train_a_resnet_from_scratch_at_fractions_of_the_variables(monkeypatch):
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
     methods_run = []
-    for _, sweep in parsed_experiments("multihash", paper.EXPERIMENTS):
-        assert sweep.seeds >= 3 and sweep.ratios == (2.0, 4.0, 8.0, 16.0, 32.0)
-        assert (sweep.template.dataset, sweep.template.model) == ("fashion-mnist", "lenet300")
-        params = dict(sweep.template.method_params)
-        methods_run.append(sweep.template.method)
-        if sweep.template.method != "magnitude":  # from scratch: the dense baseline's epochs
-            assert int(params["epochs"]) == sweep.template.baseline.epochs == paper.TRAIN_EPOCHS
-        if sweep.template.method == "lma":
+    for _, sweep in parsed_experiments("multihash"):
+        t = sweep.template
+        assert sweep.ratios == (2.0, 4.0, 10.0, 20.0)  # 50, 25, 10 and 5 % of the variables kept
+        assert (t.dataset, t.model) == ("mnist-5k", "resnet20")
+        assert (t.baseline.optimizer, t.baseline.lr, t.baseline.weight_decay) == ("sgd", 0.1, 1e-4)  # the ResNet recipe
+        params = dict(t.method_params)
+        methods_run.append(t.method)
+        assert "epochs" not in params and t.scratch_recipe() == t.baseline  # from scratch: the dense recipe
+        if t.method == "lma":
             assert params["student_activation"] == "relu" and float(params["kd_weight"]) == 0
     assert methods_run == ["multihash", "magnitude", "lma"]

@@ -49,9 +49,9 @@ def test_accuracy_table_is_the_mean_and_std_over_seeds(store):
     comp = runs[runs["kind"] == "compressed"]
     pq = comp["method_params"].map(lambda p: (p.get("p"), p.get("q"), p.get("schedule")))
     groups = {
-        "SAP (p=0.5, q=1) [rounds=3]": comp[(comp["method"] == "sap") & (pq.map(lambda t: t[:2]) == ("0.5", "1.0"))],
-        "SAP (p=1, q=2) [rounds=3]": comp[(comp["method"] == "sap") & (pq.map(lambda t: t[:2]) == ("1.0", "2.0"))],
-        "seed ℓq rule [rounds=2]": comp[comp["method"] == "lq"],
+        "SAP (p=0.5, q=1)": comp[(comp["method"] == "sap") & (pq.map(lambda t: t[:2]) == ("0.5", "1.0"))],
+        "SAP (p=1, q=2)": comp[(comp["method"] == "sap") & (pq.map(lambda t: t[:2]) == ("1.0", "2.0"))],
+        "seed ℓq rule": comp[comp["method"] == "lq"],
         "magnitude, one-shot": comp[(comp["method"] == "magnitude") & (pq.map(lambda t: t[2]) == "one-shot")],
         "magnitude, iterative (≈20 %/round)": comp[(comp["method"] == "magnitude") & (pq.map(lambda t: t[2]) == "iterative")],
     }
@@ -77,7 +77,7 @@ def test_rounds_table_matches_the_step_metrics_of_the_longest_runs(store):
             per_step.setdefault(m.step, []).append(m.value)
         for m in tracker.client.get_metric_history(run_id, "round_ratio"):
             ratio_step.setdefault(m.step, []).append(100 / m.value)
-    rows = table[table["series"] == "SAP (p=0.5, q=1) [rounds=3]"].set_index("round")
+    rows = table[table["series"] == "SAP (p=0.5, q=1)"].set_index("round")
     assert sorted(rows.index) == sorted(per_step) and 0 in per_step
     for step, values in per_step.items():
         assert rows.loc[step, "pq_index_mean"] == pytest.approx(np.mean(values))
@@ -138,12 +138,27 @@ def test_lt_rounds_remove_about_20_percent_per_round(ratio):
     assert k == math.ceil(math.log(final / total) / math.log(0.8) - 1e-9)
 
 
-def test_experiments_parse_and_validate():
-    methods_seen = set()
-    for args, sweep in parsed_experiments("sap", sap.EXPERIMENTS):
-        assert sweep.seeds == 3 and args.dataset == "fashion-mnist" and args.model == "mlp"
-        assert sweep.template.finetune.epochs == sap.FINETUNE_EPOCHS and args.threads == "1"
-        methods_seen.add((args.method, tuple(sorted(args.param))))
-    assert ("sap", ("p=1", "q=2")) in methods_seen and ("sap", ()) in methods_seen and ("lq", ()) in methods_seen
-    iterative = [a for a in sap.EXPERIMENTS if "schedule=iterative" in a]
-    assert [float(a[a.index("--ratios") + 1]) for a in iterative] == list(sap.RATIOS)
+@pytest.mark.parametrize("paper", ["sap", "lq"])
+def test_experiments_rewind_to_init_every_round(paper, monkeypatch):
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    seen = set()
+    for args, sweep in parsed_experiments(paper):
+        t = sweep.template
+        assert (t.dataset, t.model, t.protocol.rewind) == ("fashion-mnist", "mlp", "init")
+        assert t.baseline == t.finetune  # the dense model is round 0: the same E epochs from init as every round
+        params = dict(t.method_params)
+        if t.method in ("sap", "lq"):
+            assert params["rounds"] == 8 and sweep.ratios == (32.0,)
+        seen.add((t.method, params.get("p"), params.get("schedule")))
+    expected = {("sap", None, None), ("lq", None, None), ("magnitude", None, None), ("magnitude", None, "iterative")}
+    assert seen == (expected | {("sap", "1", None)} if paper == "sap" else expected)
+    iterative = [a for a in sap.build_experiments("cpu") if "schedule=iterative" in a]
+    assert [float(a[a.index("--ratios") + 1]) for a in iterative] == list(sap.LT_RATIOS)
+
+
+def test_cifar10_runs_the_papers_cnn_when_it_is_there(monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path))
+    argvs = sap.build_experiments("paper")
+    assert all(a[a.index("--dataset") + 1] == "cifar10" and a[a.index("--model") + 1] == "cnn" for a in argvs)
+    lt = next(a for a in argvs if "schedule=iterative" in a)
+    assert f"rounds={lt_rounds('cnn', 4, input_shape=(3, 32, 32))}" in lt

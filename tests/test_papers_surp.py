@@ -109,8 +109,9 @@ def test_iterative_magnitude_gets_as_many_rounds_as_iterative_surp(store):
     for run_id in _groups(runs)[surp.SURP_ITERATIVE]["run_id"]:
         steps = {m.step for m in tracker.client.get_metric_history(run_id, "keep_fraction")}
         assert max(steps) == rounds  # SuRP logs step = round, 1..R
+    experiments = surp.build_experiments("cpu")
     for r in surp.RATIOS:
-        argv = next(a for a in surp.EXPERIMENTS if "schedule=iterative" in a and a[0] == "bench"
+        argv = next(a for a in experiments if "schedule=iterative" in a and a[0] == "bench"
                     and "magnitude" in a and a[a.index("--ratios") + 1] == str(r))
         assert f"rounds={lt_rounds('lenet300', r)}" in argv
 
@@ -120,10 +121,13 @@ def test_no_surp_runs_means_no_figure(store, tmp_path):
     assert surp.figure(runs[runs["method"] != "rate-distortion"], tmp_path) == []
 
 
-def test_experiments_parse_and_validate():
+def test_experiments_run_iterative_surp_with_retraining():
     seen = set()
-    for args, sweep in parsed_experiments("surp", surp.EXPERIMENTS):
-        assert sweep.seeds == 3 and args.dataset == "fashion-mnist" and args.model == "lenet300"
-        assert sweep.template.finetune.epochs == surp.FINETUNE_EPOCHS and args.threads == "1"
-        seen.add((args.method, "schedule=iterative" in args.param))
-    assert seen == {("rate-distortion", False), ("rate-distortion", True), ("magnitude", False), ("magnitude", True)}
+    for args, sweep in parsed_experiments("surp"):
+        t = sweep.template
+        assert sweep.seeds == 2 and (t.dataset, t.model) == ("mnist-5k", "lenet300")
+        # retraining before every round: SGD 0.01, wd 5e-4, 2 epochs at the cpu scale (20 in the paper)
+        assert (t.finetune.optimizer, t.finetune.lr, t.finetune.weight_decay, t.finetune.epochs) == ("sgd", 0.01, 5e-4, 2)
+        seen.add((args.method, dict(t.method_params).get("schedule", "one-shot")))
+    assert seen == {("rate-distortion", "one-shot"), ("rate-distortion", "iterative"), ("magnitude", "one-shot"),
+                    ("magnitude", "iterative")}

@@ -1,6 +1,7 @@
-"""One module per seed paper: the experiments that reproduce its headline figure (``EXPERIMENTS``, run by
-``make reproduce PAPER=name``) and the figure drawn from tracked runs (registered with ``@register``).
-Adding a paper is adding one file here."""
+"""One module per seed paper: the experiments that reproduce its headline figure under the paper's own recipe
+(the ``paper-<name>`` protocol of ``bench.paper_protocols``, at the ``cpu`` or ``paper`` scale; run by
+``make reproduce PAPER=name [SCALE=paper]``) and the figure drawn from tracked runs (registered with
+``@register``). Adding a paper is adding one file here and its protocol there."""
 from __future__ import annotations
 
 import importlib
@@ -11,12 +12,19 @@ from typing import Callable
 from bench.registry import Registry
 
 PaperFigure = Callable[["pandas.DataFrame", Path], list[Path]]
+Experiments = Callable[[str], list[list[str]]]  # scale -> ``python -m bench`` argument lists
 _FIGURES: Registry[PaperFigure] = Registry("paper figure")
-_EXPERIMENTS: dict[str, list[list[str]]] = {}
+_EXPERIMENTS: dict[str, Experiments] = {}
 
 
-def register(name: str, experiments: list[list[str]]):
-    """Register a paper figure and the `python -m bench bench ...` argument lists that produce its runs."""
+def paper_protocol(name: str) -> str:
+    """The protocol a paper's reproduction runs under."""
+    return f"paper-{name}"
+
+
+def register(name: str, experiments: Experiments):
+    """Register a paper figure and the function giving, per scale, the `python -m bench bench ...` argument
+    lists that produce its runs."""
     def decorator(fn: PaperFigure) -> PaperFigure:
         _EXPERIMENTS[name] = experiments
         return _FIGURES.register(name)(fn)
@@ -29,18 +37,12 @@ def paper_figures() -> dict[str, PaperFigure]:
     return {name: _FIGURES.get(name) for name in _FIGURES.names()}
 
 
-# The reproductions run the budgets their modules state (the suite's pre-protocol recipe scaled per paper),
-# i.e. the ``quick`` protocol with their own --epochs/--finetune-epochs; each paper's own recipe as a
-# protocol of its own is future work, and until then their runs say "quick" in every caption.
-REPRODUCTION_PROTOCOL = "quick"
-
-
-def experiments(name: str) -> list[list[str]]:
-    """The ``python -m bench`` argument lists of one paper's reproduction (under ``REPRODUCTION_PROTOCOL``)."""
+def experiments(name: str, scale: str = "cpu") -> list[list[str]]:
+    """The ``python -m bench`` argument lists of one paper's reproduction under ``paper-<name>`` at ``scale``."""
     _load()
     _FIGURES.get(name)  # unknown name -> the registry's clear error
-    return [argv if "--protocol" in argv else [*argv, "--protocol", REPRODUCTION_PROTOCOL]
-            for argv in _EXPERIMENTS[name]]
+    return [[*argv, "--protocol", paper_protocol(name), "--scale", scale, "--threads", "1", "--quiet"]
+            for argv in _EXPERIMENTS[name](scale)]
 
 
 def list_papers() -> list[str]:

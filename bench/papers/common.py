@@ -99,18 +99,41 @@ def ratios_arg(ratios: Sequence[float]) -> list[str]:
     return ["--ratios", ",".join(f"{r:g}" for r in ratios)]
 
 
-def study_argv(dataset: str, budget: Budget, variant: Variant, ratios: Sequence[float], seeds: int,
-               model: str) -> list[str]:
-    """The ``python -m bench`` arguments of one grid study of ``variant``."""
-    return ["bench", "--method", variant.method, "--dataset", dataset, "--model", model,
-            *ratios_arg(ratios), "--seeds", str(seeds), "--epochs", str(budget.epochs),
-            "--finetune-epochs", str(budget.finetune_epochs), *variant.param_args(), "--threads", "1", "--quiet"]
+def study_argv(dataset: str, variant: Variant, ratios: Sequence[float], model: str) -> list[str]:
+    """The ``python -m bench`` arguments of one grid study of ``variant`` (seeds and budgets: the paper
+    protocol's, added by ``bench.papers.experiments``)."""
+    return ["bench", "--method", variant.method, "--dataset", dataset, "--model", model, *ratios_arg(ratios),
+            *variant.param_args()]
 
 
-def common_args(dataset: str, model: str, seeds: int, epochs: int, finetune_epochs: int) -> list[str]:
-    """The arguments every study of one figure shares (data, model, seeds, budgets, one thread)."""
-    return ["--dataset", dataset, "--model", model, "--seeds", str(seeds), "--epochs", str(epochs),
-            "--finetune-epochs", str(finetune_epochs), "--threads", "1"]
+def common_args(dataset: str, model: str) -> list[str]:
+    """The arguments every study of one figure shares (data and model)."""
+    return ["--dataset", dataset, "--model", model]
+
+
+def stand_in(dataset: str, model: str, cifar_model: str | None = None) -> tuple[str, str]:
+    """The paper's data where it is here: CIFAR-10 with ``cifar_model`` when ``$CIFAR10_DIR`` is set (and the
+    paper used CIFAR-10), else the offline stand-in ``dataset``/``model``."""
+    import os
+
+    if cifar_model is not None and os.environ.get("CIFAR10_DIR"):
+        return "cifar10", cifar_model
+    return dataset, model
+
+
+def budgets_in(runs: "pandas.DataFrame", model: str) -> dict[str, Budget]:
+    """Per dataset of ``model``'s compressed runs, the (baseline, fine-tune) epochs most of them used: under a
+    paper protocol every run of a figure shares them."""
+    import pandas as pd
+
+    comp = runs[(runs["kind"] == "compressed") & (runs["model"] == model)]
+    out = {}
+    for dataset, group in comp.groupby("dataset"):
+        base = pd.to_numeric(group.get("baseline.epochs"), errors="coerce").dropna()
+        ft = pd.to_numeric(group.get("finetune.epochs"), errors="coerce").dropna()
+        if len(base) and len(ft):
+            out[str(dataset)] = Budget(int(base.mode().iloc[0]), int(ft.mode().iloc[0]))
+    return out
 
 
 LT_FRACTION = 0.2  # lottery-ticket pruning rate per round (SAP's "lt" baseline, P = 0.2)
@@ -138,10 +161,11 @@ def lt_rounds(model: str, ratio: float, fraction: float = LT_FRACTION, input_sha
     return k
 
 
-def iterative_magnitude(model: str, ratios: tuple[float, ...], common: list[str]) -> list[list[str]]:
+def iterative_magnitude(model: str, ratios: tuple[float, ...], common: list[str],
+                        input_shape: tuple[int, ...] = (1, 28, 28)) -> list[list[str]]:
     """One ``bench`` call per ratio: ``rounds`` differs by ratio so each round removes ≈20 % of survivors."""
     return [["bench", "--method", "magnitude", "--param", "schedule=iterative", "--param",
-             f"rounds={lt_rounds(model, r)}", *ratios_arg((r,)), *common] for r in ratios]
+             f"rounds={lt_rounds(model, r, input_shape=input_shape)}", *ratios_arg((r,)), *common] for r in ratios]
 
 
 # ================================================================ which variant a run is

@@ -36,13 +36,10 @@ import numpy as np
 from bench.figures import _plt, _save, _write_table, dense_reference
 from bench.papers import register
 from bench.papers.common import (
-    Selected, VariantSpec, draw_dense_accuracy, draw_selected, draw_variant_accuracy, experiment_slug,
+    Selected, VariantSpec, stand_in, draw_dense_accuracy, draw_selected, draw_variant_accuracy, experiment_slug,
     log2_ratio_axis, most_frequent, select_per_experiment, seed_list, variant_accuracy_table,
 )
 
-SEEDS = 5
-RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
-TRAIN_EPOCHS = 10  # multihash and the narrow dense net, from scratch: the dense baseline's 10 epochs
 
 HASHED, MAGNITUDE, NARROW = "multihash (X·Y, from scratch)", "global magnitude + fine-tune", \
     "dense, narrower widths (from scratch)"
@@ -61,16 +58,14 @@ PUBLISHED = [
     (10.0, 90.0, "at least", "10x fewer variables, above 90 %"),
 ]
 
-_COMMON = ["--dataset", "fashion-mnist", "--model", "lenet300", "--ratios", ",".join(f"{r:g}" for r in RATIOS),
-           "--seeds", str(SEEDS), "--epochs", "10", "--finetune-epochs", "2"]
-
-
-def _argv(method: str, params: dict[str, Any], budget: tuple[str, ...]) -> list[str]:
-    settings = {**params, **({"epochs": TRAIN_EPOCHS} if "epochs" in budget else {})}
-    return ["bench", "--method", method, *_COMMON, *[a for k, v in settings.items() for a in ("--param", f"{k}={v}")]]
-
-
-EXPERIMENTS = [_argv(*spec) for spec in VARIANTS.values()]
+def build_experiments(scale: str) -> list[list[str]]:
+    """Under ``paper-multihash``: the hashed network and the narrow dense one trained from scratch with the base
+    model's recipe, and the dense model pruned by global magnitude and fine-tuned, at the protocol's fractions
+    of variables kept. A ResNet (the paper's family): ResNet-20 on the MNIST sample offline, ResNet-32 (the
+    paper's) on CIFAR-10 when ``$CIFAR10_DIR`` is set."""
+    dataset, model = stand_in("mnist-5k", "resnet20", "resnet32")
+    return [["bench", "--method", method, "--dataset", dataset, "--model", model,
+             *[a for k, v in params.items() for a in ("--param", f"{k}={v}")]] for method, params, _ in VARIANTS.values()]
 
 
 def published_table() -> "pandas.DataFrame":
@@ -199,7 +194,7 @@ def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFra
     return written
 
 
-@register("multihash", experiments=EXPERIMENTS)
+@register("multihash", experiments=build_experiments)
 def figure(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
     """The multihash figure and tables for every dataset/model with runs of the variants; [] when none."""
     return draw_selected(select(runs), draw, out_dir, published_table, "multihash_published",

@@ -41,14 +41,13 @@ import numpy as np
 from bench.papers import register
 from bench.papers.common import (
     budget_runs, changed_params, common_args, draw_each_experiment, experiment_slug, iterative_magnitude,
-    labelled_runs, magnitude_label, num, ordered, pm, ratios_arg, step_history,
+    labelled_runs, magnitude_label, num, ordered, pm, ratios_arg, stand_in, step_history,
 )
 
 DATASET = "fashion-mnist"  # 28x28, 10 classes: the shape ``lt_rounds`` counts for by default
 MODEL = "mlp"
 RATIOS = (2, 4, 8, 16, 32)
-ADAPTIVE_RATIOS = (2, 16)
-SEEDS, EPOCHS, FINETUNE_EPOCHS = 3, 10, 2
+LT_RATIOS = (4, 16)  # lottery-ticket magnitude: 7 and 15 rounds of training from init (the cpu budget's bulk)
 
 ADAPTIVE = ("sap", "lq")
 HISTORY_KEYS = ("round_ratio", "round_val_acc", "round_val_acc_pruned", "round_pq_index", "round_forced")
@@ -71,18 +70,20 @@ PUBLISHED_SETTING = "CIFAR-10 / CNN (poster Fig. 2, approximate)"
 
 # ------------------------------------------------------------------ experiments
 
-def build_experiments() -> list[list[str]]:
-    common = common_args(DATASET, MODEL, SEEDS, EPOCHS, FINETUNE_EPOCHS)
+def build_experiments(scale: str, adaptive: tuple[tuple[str, ...], ...] | None = None) -> list[list[str]]:
+    """Under ``paper-sap``: the adaptive rules at the protocol's ratio (their whole per-round trajectory is the
+    figure), one-shot and lottery-ticket magnitude at ``RATIOS``. The MLP on Fashion-MNIST (a dataset and model
+    of the paper), or its CNN on CIFAR-10 when ``$CIFAR10_DIR`` is set."""
+    dataset, model = stand_in(DATASET, MODEL, "cnn")
+    shape = (3, 32, 32) if dataset == "cifar10" else (1, 28, 28)
+    common = common_args(dataset, model)
+    rules = adaptive if adaptive is not None else (("sap",), ("sap", "p=1", "q=2"), ("lq",))
     return [
-        ["bench", "--method", "sap", *ratios_arg(ADAPTIVE_RATIOS), *common],
-        ["bench", "--method", "sap", "--param", "p=1", "--param", "q=2", *ratios_arg(ADAPTIVE_RATIOS), *common],
-        ["bench", "--method", "lq", *ratios_arg(ADAPTIVE_RATIOS), *common],
+        *[["bench", "--method", method, *[a for kv in kvs for a in ("--param", kv)], *common]
+          for method, *kvs in rules],
         ["bench", "--method", "magnitude", *ratios_arg(RATIOS), *common],
-        *iterative_magnitude(MODEL, RATIOS, common),
+        *iterative_magnitude(model, LT_RATIOS, common, shape),
     ]
-
-
-EXPERIMENTS = build_experiments()
 
 
 # ------------------------------------------------------------------ series
@@ -92,9 +93,9 @@ def series_label(method: str, params: dict[str, str]) -> str | None:
     Other non-default parameters are appended, so runs with other settings never merge into a default curve."""
     if method == "sap":
         return (f"SAP (p={num(params.get('p', 0.5))}, q={num(params.get('q', 1.0))})"
-                + changed_params("sap", params, {"p", "q"}))
+                + changed_params("sap", params, {"p", "q", "rounds"}))
     if method == "lq":
-        return "seed ℓq rule" + changed_params("lq", params, set())
+        return "seed ℓq rule" + changed_params("lq", params, {"rounds"})
     if method == "magnitude":
         return magnitude_label(params)
     return None
@@ -378,7 +379,7 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
     _pqi_panel(axes[1, 0], traj, rounds, order)
     _published_panel(axes[1, 1], published, runs)
     fig.suptitle(f"SAP / seed ℓq adaptive pruning vs magnitude — {caption}\n"
-                 "ours: no rewinding, each round fine-tunes with the shared budget, selection on validation; "
+                 "per-round points: validation accuracy after each round's training; final points: test accuracy; "
                  "remaining = 1 / compression ratio (ShrinkBench count)", fontsize=9)
     fig.tight_layout()
     folder = out_dir / experiment_slug(experiment)
@@ -394,7 +395,7 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
     return written
 
 
-@register("sap", experiments=EXPERIMENTS)
+@register("sap", experiments=build_experiments)
 def figure(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
     """The SAP / ℓq figure and tables for every dataset/model holding ``sap`` or ``lq`` runs."""
     return draw_each_experiment(runs, draw_experiment, out_dir)

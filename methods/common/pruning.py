@@ -97,3 +97,25 @@ def apply_masks(tensors: list[tuple[nn.Module, str]], masks: list[torch.Tensor])
 def density(module: nn.Module, name: str = "weight") -> float:
     t = effective(module, name)
     return float((t != 0).sum()) / max(t.numel(), 1)
+
+
+@torch.no_grad()
+def rewind_to_init(model: nn.Module, init_state: dict[str, torch.Tensor]) -> None:
+    """Reset every parameter and buffer of a (masked) model to ``init_state``, the state dict of the same
+    architecture at random initialisation; masks stay, so pruned entries stay zero (the lottery ticket's and
+    SAP's rewind). A pruned weight's ``<name>_orig`` receives the initial values.
+
+    Raises CompressionError when the model no longer has the initial architecture (a structured method
+    removed units: there is no initialisation to rewind those layers to).
+    """
+    modules = dict(model.named_modules())
+    for key, value in init_state.items():
+        path, _, name = key.rpartition(".")
+        module = modules.get(path)
+        target = None if module is None else getattr(module, f"{name}_orig", getattr(module, name, None))
+        if not isinstance(target, torch.Tensor) or target.shape != value.shape:
+            raise CompressionError(
+                f"cannot rewind {key} to its initialisation: the model no longer has that tensor with shape "
+                f"{tuple(value.shape)} (rewinding needs a masked model of the dense architecture; use a "
+                f"protocol without rewinding for structured methods)")
+        target.copy_(value)
