@@ -21,6 +21,7 @@ WORKERS   ?= 1
 STORAGE   ?=
 LOG_MODELS ?= 1
 PAPER     ?= coreset
+SCALE     ?= cpu
 UI_PORT   ?= 5000
 DASHBOARD_PORT ?= 8080
 PYTEST_ARGS ?=
@@ -91,9 +92,9 @@ dashboard: setup  ## optuna-dashboard on 127.0.0.1:DASHBOARD_PORT over results/o
 figures: setup  ## regenerate every figure and table under results/figures from the tracked runs
 	$(BIN)/python -m bench figures
 
-reproduce: setup  ## run the experiments behind PAPER's figure (coreset, magnitude, sap, surp, lma, multihash)
+reproduce: setup  ## run PAPER's figure under its own recipe (coreset, magnitude, sap, lq, surp, lma, multihash; SCALE=cpu or paper)
 	$(BIN)/python -m bench fetch fashion-mnist
-	$(BIN)/python -m bench reproduce $(PAPER)
+	$(BIN)/python -m bench reproduce $(PAPER) --scale $(SCALE)
 
 benchmark: setup data  ## the suite's own speed: harness overhead, compress cost, deployed speed, memory (QUICK=1: short)
 	$(BIN)/python -m bench.benchmark $(if $(QUICK),--quick) --out $(RESULTS)/benchmark

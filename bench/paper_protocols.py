@@ -126,16 +126,16 @@ PAPER_PROTOCOLS: dict[str, dict[str, Protocol]] = {
         baseline=replace(_CORESET_BASE, epochs=20), finetune=_sgd(1e-3, 15, schedule="constant", patience=3),
         extra_epochs=15), "dense 40 -> 20 epochs; retraining cap 30 -> 15 epochs"),
     "paper-sap": _pair(_SAP, dict(
-        baseline=replace(_SAP_ROUND, epochs=2), finetune=replace(_SAP_ROUND, epochs=2), extra_epochs=2, seeds=2,
+        baseline=replace(_SAP_ROUND, epochs=2), finetune=replace(_SAP_ROUND, epochs=2), extra_epochs=2,
         method_recipe=_recipe(sap={"rounds": 8}, lq={"rounds": 8})),
-        "E = 200 -> 2 epochs a round; T = 30 -> 8 rounds; 3 -> 2 seeds"),
+        "E = 200 -> 2 epochs a round; T = 30 -> 8 rounds"),
     "paper-lq": _pair(_LQ, dict(
-        baseline=replace(_LQ_ROUND, epochs=2), finetune=replace(_LQ_ROUND, epochs=2), extra_epochs=2, seeds=2,
+        baseline=replace(_LQ_ROUND, epochs=2), finetune=replace(_LQ_ROUND, epochs=2), extra_epochs=2,
         method_recipe=_recipe(sap={"rounds": 8}, lq={"rounds": 8})),
-        "100 -> 2 epochs a round; 30 -> 8 rounds; 3 -> 2 seeds"),
+        "100 -> 2 epochs a round; 30 -> 8 rounds"),
     "paper-surp": _pair(_SURP, dict(
-        baseline=_sgd(0.1, 20, weight_decay=5e-4), finetune=_sgd(0.01, 2, weight_decay=5e-4), extra_epochs=2,
-        seeds=2), "dense 350 -> 20 epochs; retraining 20 -> 2 epochs a round; 3 -> 2 seeds"),
+        baseline=_sgd(0.1, 20, weight_decay=5e-4), finetune=_sgd(0.01, 2, weight_decay=5e-4), extra_epochs=2),
+        "dense 350 -> 20 epochs; retraining 20 -> 2 epochs a round"),
     "paper-lma": _pair(_LMA, dict(
         baseline=replace(_LMA_TRAIN, epochs=12, plateau_patience=2, patience=4),
         finetune=replace(_LMA_TRAIN, epochs=0, plateau_patience=2, patience=4), seeds=2),

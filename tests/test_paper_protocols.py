@@ -300,3 +300,32 @@ def test_lma_cnn_student_puts_batchnorm_before_each_lma_and_starts_as_relu():
     for h in hooks:
         h.remove()
     assert len(seen) == len(lmas)
+
+
+# ------------------------------------------------------------------ CIFAR-10 when it is there
+
+
+def test_the_lma_reproduction_runs_on_cifar10_when_cifar10_dir_is_set(tmp_path):
+    """The same command on CIFAR-10: a small archive in the real on-disk format (python-pickle batches)."""
+    import os
+
+    from test_cifar import make_cifar10
+
+    make_cifar10(tmp_path / "cifar" / "cifar-10-batches-py")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(CIFAR10_DIR=str(tmp_path / "cifar"), COMPRESSION_BENCH_RESULTS=str(tmp_path / "results"),
+               COMPRESSION_BENCH_DATA=str(tmp_path / "data"))
+    script = ("import os, sys; from bench.papers import experiments; from bench.cli import main; "
+              "argv = experiments('lma', 'cpu')[0]; print(' '.join(argv)); "
+              "sys.exit(main([*argv, '--ratios', '16.7', '--seeds', '1', '--no-log-models', '--no-system-metrics']))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--dataset cifar10 --model cnn" in proc.stdout and "--protocol paper-lma --scale cpu" in proc.stdout
+    from bench.figures import tidy_runs
+    from bench.tracking import Tracker
+
+    runs = tidy_runs(Tracker(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"))
+    comp = runs[runs["kind"] == "compressed"]
+    assert list(comp["dataset"]) == ["cifar10"] and list(comp["protocol"]) == ["paper-lma"]
+    assert comp["compression_ratio"].iloc[0] == pytest.approx(16.7, rel=0.03)

@@ -125,7 +125,7 @@ def test_experiments_run_iterative_surp_with_retraining():
     seen = set()
     for args, sweep in parsed_experiments("surp"):
         t = sweep.template
-        assert sweep.seeds == 2 and (t.dataset, t.model) == ("mnist-5k", "lenet300")
+        assert sweep.seeds == 3 and (t.dataset, t.model) == ("mnist-5k", "lenet300")
         # retraining before every round: SGD 0.01, wd 5e-4, 2 epochs at the cpu scale (20 in the paper)
         assert (t.finetune.optimizer, t.finetune.lr, t.finetune.weight_decay, t.finetune.epochs) == ("sgd", 0.01, 5e-4, 2)
         seen.add((args.method, dict(t.method_params).get("schedule", "one-shot")))

@@ -504,7 +504,7 @@ def error_figure(sections: list[Section], model_name: str, suptitle: str, path: 
             draw_panel(ax, sec.comp, sec.points, sec.variants, column, sec.dense_err)
             removed_ticks(ax, sorted(sec.points["requested"].unique()))
             ax.set_title(f"{sec.dataset} / {model_name} — {when}\n{run_caption(sec.comp, sec.dense)}\n"
-                         f"{sec.budget.epochs} baseline epochs, shared fine-tune {epochs_text(sec.budget.finetune_epochs)}",
+                         f"{sec.budget.epochs} baseline epochs, fine-tune at most {epochs_text(sec.budget.finetune_epochs)}",
                          fontsize=8)
             ax.set_xlabel("parameters removed (whole network; compression ratio)", fontsize=8)
         ax = axes[row][1]

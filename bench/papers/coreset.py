@@ -106,17 +106,19 @@ def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] |
     sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants, ratios)
     if not sections:
         return []
+    protocol = runs.attrs.get("protocol_caption", "")
     written = error_figure(
         sections, MODEL_NAME,
         "Data-independent coreset pruning (Mussay et al. 2020) on our data: test error vs fraction removed, "
-        "mean ± std over seeds (bars) and single seeds (dots)", out_dir / "coreset",
+        "mean ± std over seeds (bars) and single seeds (dots)" + (f"\n{protocol}" if protocol else ""), out_dir / "coreset",
         marks={"mnist": [(10, 2.03, "published: coreset 2.03 % at 90 % (full MNIST, Table 2)", PUBLISHED_STAR)]},
         hlines={"mnist": [(2.16, "published: dense 2.16 % (full MNIST)")]})
     widths = {"widths": lambda sec, label, r: _widths(label, r, sec.variants, model, sec.dataset)}
     written += _write_table(points_table(sections, model, widths), out_dir / "coreset_points",
                             "Coreset paper figure: every operating point (test error %, mean / std over seeds)")
     written += write_table_with_notes(table2(sections), out_dir / "coreset_table2",
-                                      "Beside Mussay et al. 2020, Table 2 (LeNet-300-100, 90 % of parameters removed)",
+                                      "Beside Mussay et al. 2020, Table 2 (LeNet-300-100, 90 % of parameters removed)"
+                                      + (f"; ours under {protocol}" if protocol else ""),
                                       NOTES)
     return written
 

@@ -94,16 +94,18 @@ def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] |
     sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants, ratios)
     if not sections:
         return []
+    protocol = runs.attrs.get("protocol_caption", "")
     written = error_figure(
         sections, MODEL_NAME,
         "Magnitude pruning (Han et al. 2015; ShrinkBench): scope and schedule on our data, test error vs fraction "
-        "removed, mean ± std over seeds (bars) and single seeds (dots)", out_dir / "magnitude",
+        "removed, mean ± std over seeds (bars) and single seeds (dots)" + (f"\n{protocol}" if protocol else ""), out_dir / "magnitude",
         marks={"mnist": [(12, 1.59, "published: Han et al. 1.59 % at 12x (full MNIST, Table 1)", PUBLISHED_STAR)]},
         hlines={"mnist": [(1.64, "published: dense 1.64 % (Han et al., full MNIST)")]})
     written += _write_table(points_table(sections, model), out_dir / "magnitude_points",
                             "Magnitude paper figure: every operating point (test error %, mean / std over seeds)")
     written += write_table_with_notes(table1(sections), out_dir / "magnitude_table1",
-                                      "Beside Han et al. 2015, Table 1 (LeNet-300-100, 12x)", NOTES)
+                                      "Beside Han et al. 2015, Table 1 (LeNet-300-100, 12x)"
+                                      + (f"; ours under {protocol}" if protocol else ""), NOTES)
     return written
 
 
