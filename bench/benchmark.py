@@ -578,10 +578,9 @@ def _mr(row: Row, fmt: str = ".2f") -> str:
 
 
 def plot(rows: list[Row], names: list[str], path: Path) -> None:
-    import matplotlib
+    from bench.drawing import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, batch in zip(axes, (1, 256)):

@@ -6,35 +6,18 @@ dense + fine-tune control are drawn on every accuracy plot.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
+
+from bench.drawing import caption as runs_caption, dense_lines, dense_reference, pyplot, save, write_table
 
 DELTAS = (0.0, 0.5, 1.0, 2.0)  # accuracy points below dense for the commensurate table
 
 
 class NoRunsError(RuntimeError):
     """The store holds nothing to draw."""
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> list[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = [path.with_suffix(".png"), path.with_suffix(".pdf")]
-    for p in out:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
-    _plt().close(fig)
-    return out
 
 
 def pareto_mask(acc: np.ndarray, ratio: np.ndarray) -> np.ndarray:
@@ -48,7 +31,7 @@ def pareto_mask(acc: np.ndarray, ratio: np.ndarray) -> np.ndarray:
 
 def pareto_plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     """One study's trials: validation accuracy vs achieved ratio, the front highlighted."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     x = [r["compression_ratio"] for r in rows]
     y = [r["val_acc_top1"] for r in rows]
@@ -150,16 +133,6 @@ def operating_points(runs: "pandas.DataFrame") -> "pandas.DataFrame":
     return agg
 
 
-def dense_reference(runs: "pandas.DataFrame") -> dict[str, tuple[float, float, int]]:
-    """(mean, std, n) test accuracy of the dense baseline and of the dense + fine-tune control."""
-    out = {}
-    for kind in ("baseline", "control"):
-        acc = runs[runs["kind"] == kind].drop_duplicates("seed")["acc_top1"]
-        if len(acc):
-            out[kind] = (float(acc.mean()), float(acc.std()) if len(acc) > 1 else 0.0, len(acc))
-    return out
-
-
 def commensurate_table(points: "pandas.DataFrame", dense_acc: float) -> "pandas.DataFrame":
     """For each δ, each variant's most compressed operating point whose mean accuracy is within δ points of dense."""
     import pandas as pd
@@ -180,20 +153,6 @@ def commensurate_table(points: "pandas.DataFrame", dense_acc: float) -> "pandas.
 
 # ---------------------------------------------------------------- drawing
 
-def _dense_lines(ax: Any, dense: dict[str, tuple[float, float, int]]) -> None:
-    styles = {"baseline": ("k", "--", "dense"), "control": ("0.4", ":", "dense + fine-tune")}
-    for kind, (mean, std, n) in dense.items():
-        color, ls, label = styles[kind]
-        ax.axhline(mean, color=color, ls=ls, lw=1, label=f"{label} ({mean:.4f}±{std:.4f}, n={n})")
-
-
-def _caption(runs: "pandas.DataFrame", experiment: str) -> str:
-    seeds = runs["seed"].dropna().nunique()
-    protocol = runs.attrs.get("protocol_caption")
-    head = f"{experiment} — {seeds} seed{'s' if seeds != 1 else ''}, {len(runs)} tracked runs"
-    return f"{head}\n{protocol}" if protocol else head
-
-
 def pd_concat(*frames: "pandas.DataFrame") -> "pandas.DataFrame":
     import pandas as pd
 
@@ -201,7 +160,7 @@ def pd_concat(*frames: "pandas.DataFrame") -> "pandas.DataFrame":
 
 
 def accuracy_vs_ratio(runs: "pandas.DataFrame", experiment: str, path: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     points, dense = operating_points(runs), dense_reference(runs)
     comp = runs[runs["kind"] == "compressed"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -216,17 +175,17 @@ def accuracy_vs_ratio(runs: "pandas.DataFrame", experiment: str, path: Path) -> 
     if len(comp):
         f = comp[front].sort_values("compression_ratio")
         ax.plot(f["compression_ratio"], f["acc_top1"], color="k", alpha=0.3, lw=3, label="Pareto front (single runs)")
-    _dense_lines(ax, dense)
+    dense_lines(ax, dense)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("compression ratio (achieved; log scale)")
     ax.set_ylabel("test accuracy (top-1)")
-    ax.set_title(f"Accuracy vs compression — {_caption(runs, experiment)}", fontsize=9)
+    ax.set_title(f"Accuracy vs compression — {runs_caption(runs, experiment)}", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def accuracy_vs_speedup(runs: "pandas.DataFrame", experiment: str, path: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     points, dense = operating_points(runs), dense_reference(runs)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, column, label in ((axes[0], "theoretical_speedup", "theoretical speedup (FLOPs)"),
@@ -235,33 +194,13 @@ def accuracy_vs_speedup(runs: "pandas.DataFrame", experiment: str, path: Path) -
             group = group.sort_values(column)
             ax.errorbar(group[column], group["acc_mean"], yerr=group["acc_std"], marker="o", capsize=3,
                         color=f"C{i % 10}", label=variant)
-        _dense_lines(ax, dense)
+        dense_lines(ax, dense)
         ax.set_xscale("log", base=2)
         ax.set_xlabel(label)
     axes[0].set_ylabel("test accuracy (top-1)")
     axes[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"Accuracy vs speedup — {_caption(runs, experiment)}", fontsize=9)
-    return _save(fig, path)
-
-
-def _write_table(df: "pandas.DataFrame", path: Path, title: str) -> list[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    csv, md = path.with_suffix(".csv"), path.with_suffix(".md")
-    df.to_csv(csv, index=False)
-    md.write_text(f"# {title}\n\n{_markdown(df)}\n")
-    return [csv, md]
-
-
-def _markdown(df: "pandas.DataFrame") -> str:
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return "" if np.isnan(v) else f"{v:.4g}"
-        return "" if v is None else str(v)
-
-    header = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+    fig.suptitle(f"Accuracy vs speedup — {runs_caption(runs, experiment)}", fontsize=9)
+    return save(fig, path)
 
 
 def summary_table(points: "pandas.DataFrame") -> "pandas.DataFrame":
@@ -324,16 +263,16 @@ def comparison_figures(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
         written += accuracy_vs_ratio(group, experiment, folder / "accuracy_vs_ratio")
         written += accuracy_vs_speedup(group, experiment, folder / "accuracy_vs_speedup")
         points = operating_points(group)
-        written += _write_table(summary_table(points), folder / "summary", f"Per-method summary — {_caption(group, experiment)}")
+        written += write_table(summary_table(points), folder / "summary", f"Per-method summary — {runs_caption(group, experiment)}")
         dense = dense_reference(group)
         if "baseline" in dense:
-            written += _write_table(commensurate_table(points, dense["baseline"][0]), folder / "commensurate",
+            written += write_table(commensurate_table(points, dense["baseline"][0]), folder / "commensurate",
                                     f"Smallest model within δ points of dense ({dense['baseline'][0]:.4f}) — "
-                                    f"{_caption(group, experiment)}")
+                                    f"{runs_caption(group, experiment)}")
         comp = group[group["kind"] == "compressed"]
         front = comp[pareto_mask(comp["acc_top1"].to_numpy(), comp["compression_ratio"].to_numpy())]
-        written += _write_table(front[["variant", "seed", "requested_ratio", "compression_ratio", "acc_top1", "run_id"]]
-                                .sort_values("compression_ratio"), folder / "pareto", f"Pareto front (single runs chosen on validation) — {_caption(group, experiment)}")
+        written += write_table(front[["variant", "seed", "requested_ratio", "compression_ratio", "acc_top1", "run_id"]]
+                                .sort_values("compression_ratio"), folder / "pareto", f"Pareto front (single runs chosen on validation) — {runs_caption(group, experiment)}")
     return written
 
 

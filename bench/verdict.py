@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bench.drawing import pyplot, save
+
 TUNED_KINDS = ("compressed", "control")
 SELECT_KEYS = ["experiment", "variant", "arm", "requested_ratio", "seed"]
 POINT_KEYS = ["experiment", "requested_ratio", "variant", "arm"]
@@ -438,22 +440,8 @@ def _figure_paths(path: Path, experiments: list[str]) -> dict[str, Path]:
     return {e: path.with_name(f"{path.name}__{e.replace('/', '__')}") for e in experiments}
 
 
-def _save(fig: Any, stem: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = [stem.with_name(stem.name + ext) for ext in (".png", ".pdf")]
-    for p in out:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return out
-
-
 def _drop_plot(drops: "pandas.DataFrame", title: str, path: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 5))
     styles = {"method": "-", "scratch": "--", "shuffled": ":"}
@@ -479,7 +467,7 @@ def _drop_plot(drops: "pandas.DataFrame", title: str, path: Path) -> list[Path]:
     ax.set_ylabel("accuracy drop vs dense + fine-tune (points; symlog: linear within ±2)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def accuracy_drop_figure(chosen: "pandas.DataFrame", path: Path, caption: str) -> list[Path]:

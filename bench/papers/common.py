@@ -452,7 +452,7 @@ def draw_panel(ax: Any, comp: "pandas.DataFrame", points: "pandas.DataFrame", va
     ax.grid(alpha=0.3, which="both")
 
 
-def run_caption(comp: "pandas.DataFrame", dense: "pandas.DataFrame") -> str:
+def runcaption(comp: "pandas.DataFrame", dense: "pandas.DataFrame") -> str:
     return f"seeds {seed_list(comp)}, {len(comp)} compressed + {len(dense)} dense/control runs"
 
 
@@ -494,16 +494,16 @@ def error_figure(sections: list[Section], model_name: str, suptitle: str, path: 
                  ) -> list[Path]:
     """Rows = datasets, columns = before / after fine-tuning; published marks go on the after panel of the
     datasets whose name starts with the dict key."""
-    from bench.figures import _plt, _save
+    from bench.drawing import pyplot, save
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(sections), 2, figsize=(12, 4.2 * len(sections)), squeeze=False, sharey="row")
     for row, sec in enumerate(sections):
         for col, (column, when) in enumerate((("err_before", "before fine-tuning"), ("err_after", "after fine-tuning"))):
             ax = axes[row][col]
             draw_panel(ax, sec.comp, sec.points, sec.variants, column, sec.dense_err)
             removed_ticks(ax, sorted(sec.points["requested"].unique()))
-            ax.set_title(f"{sec.dataset} / {model_name} — {when}\n{run_caption(sec.comp, sec.dense)}\n"
+            ax.set_title(f"{sec.dataset} / {model_name} — {when}\n{runcaption(sec.comp, sec.dense)}\n"
                          f"{sec.budget.epochs} baseline epochs, fine-tune at most {epochs_text(sec.budget.finetune_epochs)}",
                          fontsize=8)
             ax.set_xlabel("parameters removed (whole network; compression ratio)", fontsize=8)
@@ -520,7 +520,7 @@ def error_figure(sections: list[Section], model_name: str, suptitle: str, path: 
         ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 POINT_COLUMNS = ["dataset", "model", "label", "requested", "ratio", "removed_pct", "params_after", "n_seeds",
@@ -565,9 +565,9 @@ def published_beside_ours(published: dict[str, str], sections: list[Section], ra
 
 def write_table_with_notes(df: "pandas.DataFrame", path: Path, title: str, notes: str) -> list[Path]:
     """The table as CSV + Markdown, ``notes`` appended to the Markdown."""
-    from bench.figures import _write_table
+    from bench.drawing import write_table
 
-    written = _write_table(df, path, title)
+    written = write_table(df, path, title)
     md = path.with_suffix(".md")
     md.write_text(md.read_text() + notes)
     return written
@@ -613,13 +613,13 @@ def draw_selected(selected: Selected, draw: Callable[..., list[Path]], out_dir: 
                   published: Callable[[], "pandas.DataFrame"], published_name: str, published_title: str) -> list[Path]:
     """``draw(experiment, comp, dense, budget, out_dir)`` for every experiment ``select_per_experiment`` kept,
     then, when anything was drawn, the ``published()`` table as ``out_dir/published_name`` (CSV + Markdown)."""
-    from bench.figures import _write_table
+    from bench.drawing import write_table
 
     written: list[Path] = []
     for experiment, (comp, dense, budget) in selected.items():
         written += draw(experiment, comp, dense, budget, out_dir)
     if written:
-        written += _write_table(published(), out_dir / published_name, published_title)
+        written += write_table(published(), out_dir / published_name, published_title)
     return written
 
 

@@ -101,7 +101,7 @@ Notes.
 def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] | None = None,
            model: str = MODEL, ratios: Sequence[float] = RATIOS) -> list[Path]:
     """The coreset paper figure and tables from tracked runs; [] when the store has none of its runs."""
-    from bench.figures import _write_table
+    from bench.drawing import write_table
 
     sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants, ratios)
     if not sections:
@@ -114,7 +114,7 @@ def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] |
         marks={"mnist": [(10, 2.03, "published: coreset 2.03 % at 90 % (full MNIST, Table 2)", PUBLISHED_STAR)]},
         hlines={"mnist": [(2.16, "published: dense 2.16 % (full MNIST)")]})
     widths = {"widths": lambda sec, label, r: _widths(label, r, sec.variants, model, sec.dataset)}
-    written += _write_table(points_table(sections, model, widths), out_dir / "coreset_points",
+    written += write_table(points_table(sections, model, widths), out_dir / "coreset_points",
                             "Coreset paper figure: every operating point (test error %, mean / std over seeds)")
     written += write_table_with_notes(table2(sections), out_dir / "coreset_table2",
                                       "Beside Mussay et al. 2020, Table 2 (LeNet-300-100, 90 % of parameters removed)"

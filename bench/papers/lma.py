@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.figures import _plt, _save, _write_table, dense_reference
+from bench.drawing import dense_reference, pyplot, save, write_table
 from bench.papers import register
 from bench.papers.common import (
     Selected, stand_in, draw_dense_accuracy, draw_selected, draw_variant_accuracy, experiment_slug, log2_ratio_axis,
@@ -235,7 +235,7 @@ def _caption(experiment: str, comp: "pandas.DataFrame", dense: "pandas.DataFrame
 
 def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFrame", budget: str,
          out_dir: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     dense = dense_reference(dense_frame)
     fig, axes = plt.subplots(1, 3, figsize=(17, 5), gridspec_kw={"width_ratios": [1.25, 1, 1]})
     _ours(axes[0], comp, dense)
@@ -246,9 +246,9 @@ def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFra
     fig.tight_layout()
     name = f"lma_{experiment_slug(experiment)}"
     caption = _caption(experiment, comp, dense_frame, budget).replace("\n", "; ")
-    written = _save(fig, out_dir / name)
-    written += _write_table(variant_table(comp), out_dir / f"{name}_students", f"Student accuracy — {caption}")
-    written += _write_table(gain_table(comp), out_dir / f"{name}_gain",
+    written = save(fig, out_dir / name)
+    written += write_table(variant_table(comp), out_dir / f"{name}_students", f"Student accuracy — {caption}")
+    written += write_table(gain_table(comp), out_dir / f"{name}_gain",
                             f"LMA gain over the ReLU student (paired per seed, accuracy points) — {caption}")
     return written
 

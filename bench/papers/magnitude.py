@@ -89,7 +89,7 @@ def table1(sections: list[Section], ratio: float = TABLE_RATIO) -> "pandas.DataF
 def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] | None = None,
            model: str = MODEL, ratios: Sequence[float] = RATIOS) -> list[Path]:
     """The magnitude paper figure and tables from tracked runs; [] when the store has none of its runs."""
-    from bench.figures import _write_table
+    from bench.drawing import write_table
 
     sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants, ratios)
     if not sections:
@@ -101,7 +101,7 @@ def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] |
         "removed, mean ± std over seeds (bars) and single seeds (dots)" + (f"\n{protocol}" if protocol else ""), out_dir / "magnitude",
         marks={"mnist": [(12, 1.59, "published: Han et al. 1.59 % at 12x (full MNIST, Table 1)", PUBLISHED_STAR)]},
         hlines={"mnist": [(1.64, "published: dense 1.64 % (Han et al., full MNIST)")]})
-    written += _write_table(points_table(sections, model), out_dir / "magnitude_points",
+    written += write_table(points_table(sections, model), out_dir / "magnitude_points",
                             "Magnitude paper figure: every operating point (test error %, mean / std over seeds)")
     written += write_table_with_notes(table1(sections), out_dir / "magnitude_table1",
                                       "Beside Han et al. 2015, Table 1 (LeNet-300-100, 12x)"

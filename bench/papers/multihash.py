@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.figures import _plt, _save, _write_table, dense_reference
+from bench.drawing import dense_reference, pyplot, save, write_table
 from bench.papers import register
 from bench.papers.common import (
     Selected, VariantSpec, stand_in, draw_dense_accuracy, draw_selected, draw_variant_accuracy, experiment_slug,
@@ -172,7 +172,7 @@ def _published(ax: Any) -> None:
 
 def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFrame", budget: str,
          out_dir: Path) -> list[Path]:
-    plt = _plt()
+    plt = pyplot()
     dense = dense_reference(dense_frame)
     seeds = seed_list(comp)
     caption = (f"Structured multi-hashing (Eban et al., CVPR 2020) — {experiment}, seeds {seeds} ({len(seeds)}), "
@@ -184,11 +184,11 @@ def draw(experiment: str, comp: "pandas.DataFrame", dense_frame: "pandas.DataFra
     fig.suptitle(caption, fontsize=9)
     fig.tight_layout()
     name = f"multihash_{experiment_slug(experiment)}"
-    written = _save(fig, out_dir / name)
+    written = save(fig, out_dir / name)
     caption = caption.replace("\n", "; ")
-    written += _write_table(accuracy_table(comp), out_dir / f"{name}_accuracy", f"Accuracy at each budget — {caption}")
+    written += write_table(accuracy_table(comp), out_dir / f"{name}_accuracy", f"Accuracy at each budget — {caption}")
     baseline = dense.get("baseline", (None,))[0]
-    written += _write_table(budget_table(comp, baseline), out_dir / f"{name}_budgets",
+    written += write_table(budget_table(comp, baseline), out_dir / f"{name}_budgets",
                             f"Accuracy (%) at each parameter budget — {caption}")
     return written
 

@@ -253,7 +253,7 @@ def remaining_axis(ax: Any, smallest_pct: float) -> None:
 
 def _accuracy_panel(ax: Any, comp: "pandas.DataFrame", points: "pandas.DataFrame", runs: "pandas.DataFrame",
                     order: list[str]) -> None:
-    from bench.figures import _dense_lines, dense_reference
+    from bench.drawing import dense_lines, dense_reference
 
     for series in order:
         color = color_of(series, order)
@@ -266,7 +266,7 @@ def _accuracy_panel(ax: Any, comp: "pandas.DataFrame", points: "pandas.DataFrame
         own, trimmed = pts[~pts["forced"]], pts[pts["forced"]]
         ax.scatter(own["remaining_pct"], own["acc_top1"], color=color, alpha=0.4, s=12)
         ax.scatter(trimmed["remaining_pct"], trimmed["acc_top1"], facecolors="none", edgecolors=color, s=40)
-    _dense_lines(ax, dense_reference(runs))
+    dense_lines(ax, dense_reference(runs))
     remaining_axis(ax, float(comp["remaining_pct"].min()))
     ax.set_xlabel("remaining parameters (% of dense = 100 / compression ratio; classifier and biases never pruned)")
     ax.set_ylabel("test accuracy after the shared fine-tune")
@@ -276,7 +276,7 @@ def _accuracy_panel(ax: Any, comp: "pandas.DataFrame", points: "pandas.DataFrame
 
 def _trajectory_panel(ax: Any, traj: "pandas.DataFrame", rounds: "pandas.DataFrame", points: "pandas.DataFrame",
                       runs: "pandas.DataFrame", order: list[str]) -> None:
-    from bench.figures import dense_reference
+    from bench.drawing import dense_reference
 
     for series in [s for s in order if s in set(rounds["series"])]:
         color = color_of(series, order)
@@ -329,7 +329,7 @@ def _pqi_panel(ax: Any, traj: "pandas.DataFrame", rounds: "pandas.DataFrame", or
 
 
 def _published_panel(ax: Any, table: "pandas.DataFrame", runs: "pandas.DataFrame") -> None:
-    from bench.figures import dense_reference
+    from bench.drawing import dense_reference
 
     y = np.arange(len(table))
     ax.barh(y + 0.2, table["published acc (%)"], height=0.38, color="0.8", hatch="//",
@@ -358,7 +358,7 @@ def _published_panel(ax: Any, table: "pandas.DataFrame", runs: "pandas.DataFrame
 
 def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tracker: Any) -> list[Path]:
     """The figure and tables for one dataset/model; [] when it holds no ``sap``/``lq`` runs."""
-    from bench.figures import _caption, _plt, _save, _write_table
+    from bench.drawing import caption as runs_caption, pyplot, save, write_table
 
     comp = labelled_runs(runs, series_label)
     if comp.empty or not comp["method"].isin(ADAPTIVE).any():
@@ -366,14 +366,14 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
     runs, comp, budget = budget_runs(runs, comp)
     histories = round_histories(comp, tracker)
     comp = comp.assign(forced=comp["run_id"].isin(forced_runs(histories)))
-    caption = f"{_caption(runs, experiment)}; {budget}"
+    caption = f"{runs_caption(runs, experiment)}; {budget}"
     order = ordered(comp["series"], SERIES_ORDER)
     points = accuracy_table(comp)
     traj = trajectories(histories)
     rounds = rounds_table(traj)
     published = published_table(points, rounds)
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(15, 10.5))
     _accuracy_panel(axes[0, 0], comp, points, runs, order)
     _trajectory_panel(axes[0, 1], traj, rounds, points, runs, order)
@@ -384,14 +384,14 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
                  "remaining = 1 / compression ratio (ShrinkBench count)", fontsize=9)
     fig.tight_layout()
     folder = out_dir / experiment_slug(experiment)
-    written = _save(fig, folder / "sap_figure")
-    written += _write_table(points, folder / "sap_accuracy", f"Final accuracy per series and ratio — {caption}")
+    written = save(fig, folder / "sap_figure")
+    written += write_table(points, folder / "sap_accuracy", f"Final accuracy per series and ratio — {caption}")
     if len(rounds):
         trends = pqi_trends(rounds)
-        written += _write_table(rounds.assign(pqi_trend=rounds["series"].map(trends)), folder / "sap_rounds",
+        written += write_table(rounds.assign(pqi_trend=rounds["series"].map(trends)), folder / "sap_rounds",
                                 f"Per-round trajectory of the highest-ratio run per seed (validation accuracy; "
                                 f"forced = the rule stalled and a global magnitude trim finished) — {caption}")
-    written += _write_table(published, folder / "sap_published",
+    written += write_table(published, folder / "sap_published",
                             f"Published (approximate, {PUBLISHED_SETTING}) beside ours — {caption}")
     return written
 

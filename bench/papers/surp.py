@@ -153,7 +153,7 @@ def _ratio_axis(ax: Any, largest: float) -> None:
 
 def _accuracy_panel(ax: Any, comp: "pandas.DataFrame", points: "pandas.DataFrame", runs: "pandas.DataFrame",
                     order: list[str], before: bool) -> None:
-    from bench.figures import _dense_lines, dense_reference
+    from bench.drawing import dense_lines, dense_reference
 
     mean, std, col = ("before_ft_mean", "before_ft_std", "acc_top1_before_finetune") if before else \
         ("acc_mean", "acc_std", "acc_top1")
@@ -164,7 +164,7 @@ def _accuracy_panel(ax: Any, comp: "pandas.DataFrame", points: "pandas.DataFrame
                     label=f"{series} (n={int(g['n'].max())}/pt)")
         pts = comp[comp["series"] == series]
         ax.scatter(pts["compression_ratio"], pts[col], color=color, alpha=0.35, s=12)
-    _dense_lines(ax, dense_reference(runs))
+    dense_lines(ax, dense_reference(runs))
     _ratio_axis(ax, float(comp["compression_ratio"].max()))
     ax.set_ylabel("test accuracy " + ("before fine-tuning" if before else "after the shared fine-tune"))
     ax.set_title("(b) before fine-tuning (SuRP: decoded sums of thresholds)" if before else
@@ -193,20 +193,20 @@ def _rate_panel(ax: Any, curves: "pandas.DataFrame", featured: str | None) -> No
 
 def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tracker: Any) -> list[Path]:
     """The figure and tables for one dataset/model; [] when it holds no ``rate-distortion`` runs."""
-    from bench.figures import _caption, _plt, _save, _write_table
+    from bench.drawing import caption as runs_caption, pyplot, save, write_table
 
     comp = labelled_runs(runs, series_label)
     if comp.empty or not (comp["method"] == "rate-distortion").any():
         return []
     runs, comp, budget = budget_runs(runs, comp)
-    caption = f"{_caption(runs, experiment)}; {budget}"
+    caption = f"{runs_caption(runs, experiment)}; {budget}"
     order = ordered(comp["series"], SERIES_ORDER)
     points = accuracy_table(comp)
     versus = comparison_table(points)
     curves = rate_curves(comp, tracker)
     featured = featured_run(curves)
 
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.2))
     _accuracy_panel(axes[0], comp, points, runs, order, before=False)
     _accuracy_panel(axes[1], comp, points, runs, order, before=True)
@@ -216,14 +216,14 @@ def draw_experiment(runs: "pandas.DataFrame", experiment: str, out_dir: Path, tr
                  "but the classifier are pruned", fontsize=9)
     fig.tight_layout()
     folder = out_dir / experiment_slug(experiment)
-    written = _save(fig, folder / "surp_figure")
-    written += _write_table(points, folder / "surp_accuracy", f"Accuracy per series and ratio — {caption}")
+    written = save(fig, folder / "surp_figure")
+    written += write_table(points, folder / "surp_accuracy", f"Accuracy per series and ratio — {caption}")
     if len(versus):
-        written += _write_table(versus, folder / "surp_vs_magnitude",
+        written += write_table(versus, folder / "surp_vs_magnitude",
                                 f"Where SuRP beats, ties or loses to magnitude (|Δ| ≤ {VERDICT_SE:g} standard errors "
                                 f"of the difference = ties) — {caption}")
     if featured is not None:
-        written += _write_table(curves[curves["run_id"] == featured].sort_values("step"), folder / "surp_rate_distortion",
+        written += write_table(curves[curves["run_id"] == featured].sort_values("step"), folder / "surp_rate_distortion",
                                 f"Rate-distortion points of one SuRP one-shot run ({featured}) — {caption}")
     return written
 
