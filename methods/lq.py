@@ -1,9 +1,10 @@
-"""ℓq soft-sparsity adaptive pruning (Yang, Wang, Ding, Yang 2022, arXiv 2206.05604) and SAP, the
-PQ-index-driven Sparsity-informed Adaptive Pruning of Diao et al. (ICLR 2023, arXiv 2302.05601).
+"""ℓq soft-sparsity adaptive pruning (Yang, Wang, Ding, Yang 2022, arXiv 2206.05604), and what it shares with
+SAP, the PQ-index-driven Sparsity-informed Adaptive Pruning of Diao et al. (ICLR 2023, arXiv 2302.05601;
+registered from ``methods/sap.py``): the PQ index, the prune-count rules and the round loop.
 
 Spec: shared/methods/lq_adaptive.md. Both rules decide *how many* weights each pruning unit loses from how
 concentrated its magnitudes are, then remove that many smallest-|w| weights; both are unstructured (masks
-with dense shapes; the scope only allocates counts). They share one round loop (``_AdaptiveRounds``):
+with dense shapes; the scope only allocates counts). They share one round loop (``AdaptiveRounds``):
 
 * prune by the rule, ``context.finetune`` between rounds, optionally rewinding the surviving weights (and
   biases / norm layers) to the weights the method was given (the dense baseline) before each fine-tune;
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -208,7 +209,7 @@ def surviving_pq_index(tensors: list[tuple[nn.Module, str]], p: float = 0.5, q: 
 
 
 @dataclass(frozen=True)
-class _AdaptiveRounds(Method):
+class AdaptiveRounds(Method):
     """Shared loop of ``lq`` and ``sap``: subclasses give the per-unit prune counts of one round."""
 
     rounds: int = 30
@@ -281,14 +282,14 @@ class _AdaptiveRounds(Method):
              dense_total: int, extra: dict[str, float]) -> None:
         metrics = {"round_ratio": dense_total / params_effective(model), "round_pq_index": surviving_pq_index(tensors)}
         if step == 0:
-            metrics["round_val_acc"] = _AdaptiveRounds._val(model, context)
+            metrics["round_val_acc"] = AdaptiveRounds._val(model, context)
         metrics.update(extra)
         context.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step)
 
 
 @register("lq")
 @dataclass(frozen=True)
-class LqAdaptive(_AdaptiveRounds):
+class LqAdaptive(AdaptiveRounds):
     """Seed ℓq rule, per neuron (spec section B; Yang, Wang, Ding, Yang, arXiv 2206.05604).
 
     Each round, neuron j with d_j unmasked incoming weights keeps m_j = ⌈d_j·s_j^{q/(q−1)}(1+η)^{1/(q−1)}⌉ of
@@ -326,52 +327,3 @@ class LqAdaptive(_AdaptiveRounds):
 
     def _unit_counts(self, w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return lq_prune_counts(w, mask, self.q, self.eta, self.scale, self.cap)
-
-
-@register("sap")
-@dataclass(frozen=True)
-class SAP(_AdaptiveRounds):
-    """Sparsity-informed Adaptive Pruning (Diao et al., ICLR 2023, Algorithm 1; spec section C).
-
-    Each round, every unit u (``neuron``: a row of the weight reshaped to [out, −1]; ``layer``: a tensor;
-    ``global``: all prunable tensors together) with d_u unmasked weights and PQ index I_u (``pq_index_rows``)
-    keeps r_u = ⌈d_u(1+η_r)^{−q/(q−p)}(1 − I_u)^{qp/(q−p)}⌉ (SAP Thm 2) and loses
-    c_u = ⌊d_u·clamp(γ(1 − r_u/d_u), 0, β)⌋ smallest-|w| weights. Defaults (p, q) = (0.5, 1), η_r = 0, γ = 1,
-    β = 0.9, scope global (the paper's main runs). SAP rewinds to the random init and trains 200 epochs per
-    round; here ``rewind`` (off by default) resets to the dense baseline given to the method, and each round
-    uses the benchmark's shared fine-tune. Rounds, trimming, the forced magnitude trim when the rule stalls and
-    the trajectory: see the module docstring.
-    """
-
-    p: float = 0.5
-    q: float = 1.0
-    eta_r: float = 0.0
-    gamma: float = 1.0
-    beta: float = 0.9
-    scope: Literal["neuron", "layer", "global"] = "global"
-
-    smoke_params: ClassVar[dict[str, Any]] = {"rounds": 2}
-
-    def __post_init__(self) -> None:
-        self._check_rounds()
-        if not 0 < self.p < self.q:
-            raise ValueError(f"SAP needs 0 < p < q, got p={self.p}, q={self.q} (e.g. p=0.5, q=1 or p=1, q=2)")
-        if self.eta_r < 0:
-            raise ValueError(f"eta_r must be >= 0, got {self.eta_r}")
-        if not self.gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {self.gamma}")
-        if not 0 < self.beta <= 1:
-            raise ValueError(f"beta must be in (0, 1], got {self.beta}")
-
-    @classmethod
-    def search_space(cls, trial: Any) -> dict[str, Any]:
-        p, q = {"0.5,1": (0.5, 1.0), "1,2": (1.0, 2.0)}[trial.suggest_categorical("pq", ["0.5,1", "1,2"])]
-        return {"p": p, "q": q, "scope": trial.suggest_categorical("scope", ["neuron", "layer", "global"]),
-                "gamma": trial.suggest_float("gamma", 1.0, 9.0, log=True)}
-
-    def _scope(self) -> str:
-        return self.scope
-
-    def _unit_counts(self, w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        index, d = pq_index_rows(w, mask, self.p, self.q)
-        return sap_prune_counts(d, index, self.p, self.q, self.eta_r, self.gamma, self.beta)
