@@ -9,17 +9,15 @@ half-written file under the final name; a corrupt file is detected, reported and
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
+from filelock import FileLock
 
 from bench.config import ExperimentConfig, results_dir
 from bench.metrics import accuracy
@@ -41,16 +39,10 @@ def cache_dir() -> Path:
     return results_dir() / "baselines"
 
 
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive file lock, so parallel workers train a missing baseline once, not n times."""
+def _lock(path: Path) -> FileLock:
+    """An exclusive cross-process lock, so parallel workers train a missing baseline once, not n times."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return FileLock(path)
 
 
 def build_model(config: ExperimentConfig, data: DataSplits) -> SequentialNet:

@@ -138,21 +138,23 @@ def install_archive(source: CifarSource, archive: Path, expected_md5: str | None
     target = source.cache / source.folder
     try:
         with tarfile.open(archive, "r:*") as tar, tempfile.TemporaryDirectory(dir=_mkdir(source.cache)) as tmp:
-            got = set()
+            members = []
             for member in tar.getmembers():
                 path = PurePosixPath(member.name)
                 if path.is_absolute() or ".." in path.parts:
                     raise DataError(f"{archive} has a member that would escape its folder ({member.name!r}); refusing it")
                 if member.isfile() and len(path.parts) == 2 and path.parts[0] == source.folder and path.name in wanted:
-                    with tar.extractfile(member) as fin, open(Path(tmp) / path.name, "wb") as fout:
-                        shutil.copyfileobj(fin, fout)
-                    got.add(path.name)
+                    members.append(member)
+            # tarfile's "data" filter (PEP 706) refuses links, devices and paths outside ``tmp`` on top of the
+            # check above, and drops owners and executable bits.
+            tar.extractall(tmp, members=members, filter="data")
+            got = {PurePosixPath(m.name).name for m in members}
             missing = [f for f in source.files if f not in got]
             if missing:
                 raise DataError(f"{archive} lacks {source.folder}/{', '.join(missing)}; it is not the {source.name} archive")
             target.mkdir(parents=True, exist_ok=True)
             for name in sorted(got):
-                os.replace(Path(tmp) / name, target / name)  # a half-written file never has the final name
+                os.replace(Path(tmp) / source.folder / name, target / name)  # never a half-written final name
     except (tarfile.TarError, EOFError) as e:
         raise DataError(f"{archive} is not a readable tar archive ({e}); re-fetch with: {fetch_command(source.name)}") from None
     return target
