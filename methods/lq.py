@@ -38,7 +38,7 @@ from torch import nn
 from bench.metrics import params_effective, params_total
 from methods import register
 from methods.common.base import Context, Method
-from methods.common.pruning import apply_masks, current_mask, keep_count, prunable_tensors
+from methods.common.pruning import apply_masks, current_mask, keep_count, max_masked_ratio, prunable_tensors
 
 # Relative slack for ceil/floor of quantities that are integers in exact arithmetic (d·(1 − r/d) = d − r),
 # so float error cannot move a count by one.
@@ -224,6 +224,9 @@ class AdaptiveRounds(Method):
 
     def _scope(self) -> str:
         return "neuron"
+
+    def max_ratio(self, model: nn.Module) -> float:
+        return max_masked_ratio(model, prunable_tensors(model))
 
     def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
         return self.rounds - 1  # the last round is never fine-tuned here: the pipeline's final fine-tune follows

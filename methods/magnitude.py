@@ -12,7 +12,8 @@ from torch import nn
 
 from methods import register
 from methods.common.base import Context, Method
-from methods.common.pruning import apply_masks, effective, global_masks, keep_count, prunable_tensors, topk_mask
+from methods.common.pruning import (apply_masks, effective, global_masks, keep_count, max_masked_ratio,
+                                    prunable_tensors, topk_mask)
 
 
 @register("magnitude")
@@ -43,6 +44,9 @@ class Magnitude(Method):
 
     def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
         return self.rounds - 1 if self.schedule == "iterative" else 0
+
+    def max_ratio(self, model: nn.Module) -> float:
+        return max_masked_ratio(model, prunable_tensors(model, include_bias=self.prune_bias))
 
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         tensors = prunable_tensors(model, include_bias=self.prune_bias)

@@ -18,7 +18,7 @@ from torch import nn
 
 from methods import register
 from methods.common.base import CompressionError, Context, Method
-from methods.common.pruning import apply_masks, effective, keep_count, prunable_tensors
+from methods.common.pruning import apply_masks, effective, keep_count, max_masked_ratio, prunable_tensors
 
 REFRESHES_PER_DECAY = 20  # official code: alpha' <- 0.9 alpha' every 20 refreshes
 REFRESH_DECAY = 0.9
@@ -286,6 +286,9 @@ class RateDistortion(Method):
             context.log_metrics(_metrics(snap, total), step)
         _write(tensors, source, path[-1], self.values == "reconstructed")
         return model
+
+    def max_ratio(self, model: nn.Module) -> float:
+        return max_masked_ratio(model, self._tensors(model))
 
     def _tensors(self, model: nn.Module) -> list[tuple[nn.Module, str]]:
         tensors = prunable_tensors(model)

@@ -89,6 +89,13 @@ class Method:
         """
         return 0
 
+    def max_ratio(self, model: nn.Module) -> float | None:
+        """The largest compression ratio ``compress`` can reach on ``model`` (None: not known without trying).
+
+        A sweep that samples ratios (TPE) clips its range to it, so no trial is spent out of reach.
+        """
+        return None
+
     @classmethod
     def search_space(cls, trial: Any) -> dict[str, Any]:
         """Hyperparameters an Optuna study may tune (besides the ratio); none by default."""

@@ -62,6 +62,14 @@ def keep_fraction(model: nn.Module, target_ratio: float, tensors: Iterable[tuple
     return kappa
 
 
+def max_masked_ratio(model: nn.Module, tensors: Iterable[tuple[nn.Module, str]]) -> float:
+    """The largest ratio a masked method pruning ``tensors`` reaches: every parameter outside them is kept,
+    and (``keep_count``) at least one entry of them."""
+    n_total = sum(p.numel() for p in model.parameters())
+    n_other = n_total - sum(getattr(m, n).numel() for m, n in tensors)
+    return n_total / (n_other + 1)
+
+
 def keep_count(model: nn.Module, target_ratio: float, tensors: list[tuple[nn.Module, str]]) -> int:
     """Exact number of prunable entries to keep for the target ratio (rounded, at least 1)."""
     kappa = keep_fraction(model, target_ratio, tensors)
