@@ -174,7 +174,7 @@ def _positive_float(text: str, what: str) -> float:
 
 def protocol_from_args(args: argparse.Namespace) -> Protocol:
     """The named protocol with the budget flags applied (a changed protocol has its own hash)."""
-    protocol = get_protocol(args.protocol, args.scale)
+    protocol = get_protocol(args.protocol, args.scale).for_data(args.dataset, args.model)
     changes: dict[str, Any] = {}
     if args.epochs is not None:
         changes["baseline"] = replace(protocol.baseline, epochs=_int(args.epochs, "--epochs", 0))

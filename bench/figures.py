@@ -217,7 +217,9 @@ def protocol_caption(group: "pandas.DataFrame") -> str:
     from bench.protocol import all_protocols
 
     name, digest = group["protocol"].iloc[0], group["protocol_hash"].iloc[0]
-    known = next((p for p in all_protocols() if p.name == name and p.hash == digest), None)
+    first = group.iloc[0]
+    candidates = [q for p in all_protocols() for q in (p, p.for_data(str(first["dataset"]), str(first["model"])))]
+    known = next((q for q in candidates if q.name == name and q.hash == digest), None)
     if known is not None:
         return known.caption()
     if name == "legacy":

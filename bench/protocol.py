@@ -81,6 +81,8 @@ class Protocol:
     rewind: str = later("none")
     method_recipe: MethodRecipe = later(())
     scaled: str = field(default="", compare=False)
+    # The data-specific dense recipe this protocol was adapted to (``for_data``; e.g. ``cifar10-resnet``).
+    recipe: str = later("")
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/ '\""):
@@ -139,7 +141,23 @@ class Protocol:
                     "protocol.rewind": self.rewind,
                     "protocol.method_recipe": "; ".join(f"{m}: " + ", ".join(f"{k}={v}" for k, v in kv)
                                                         for m, kv in self.method_recipe) or "none"}
-                   if self.scale else {})}
+                   if self.scale else {}),
+                **({"protocol.recipe": self.recipe} if self.recipe else {})}
+
+    def for_data(self, dataset: str, model: str) -> "Protocol":
+        """This comparison protocol on data that has a named recipe of its own (``bench.recipes.RECIPES``:
+        the papers' SGD recipes for CIFAR ResNets and VGG): the dense model trains with that recipe, and
+        every fine-tune takes its shape (optimiser, momentum, weight decay, batch, schedule) for the
+        protocol's own length and learning-rate candidates. A paper protocol, or data without a named
+        recipe, is returned unchanged. The result has its own hash, and ``recipe`` names what was used."""
+        from bench.recipes import RECIPES, recipe_for
+
+        name = recipe_for(dataset, model)
+        if name is None or self.scale:
+            return self
+        baseline, finetune = RECIPES[name]
+        return replace(self, baseline=baseline, recipe=name,
+                       finetune=replace(finetune, epochs=self.finetune.epochs, lr=self.finetune.lr))
 
     def method_defaults(self, method: str) -> dict[str, Any]:
         """The method settings this protocol's recipe implies (the user's --param values go on top)."""
@@ -156,8 +174,9 @@ class Protocol:
                   if self.equal_budget else
                   f"UNEQUAL budgets: {self.finetune.epochs}-ep fine-tune after each method and round")
         lrs = "/".join(f"{lr:g}" for lr in self.lr_candidates)
+        recipe = f"; dense recipe {self.recipe}: {self.baseline.describe()}" if self.recipe else ""
         return (f"protocol {self.label} ({budget}; {self.finetune.optimizer} {self.finetune.schedule}, "
-                f"lr {'chosen on val from ' if len(self.lr_candidates) > 1 else ''}{lrs})")
+                f"lr {'chosen on val from ' if len(self.lr_candidates) > 1 else ''}{lrs}{recipe})")
 
     # ------------------------------------------------------------------ recipes
 

@@ -259,3 +259,27 @@ def test_unreachable_points_are_recorded_once_and_not_retried(results):
     unreachable = runs[runs["kind"] == "unreachable"]
     assert len(unreachable) == 1 and "out of reach" in unreachable["error"].iloc[0]
     assert unreachable["requested_ratio"].iloc[0] == 1000.0
+
+
+def test_named_data_recipes_reach_the_runs_through_the_protocol():
+    """`run --dataset cifar10 --model resnet20` trains the dense ResNet with the papers' SGD recipe, and
+    every fine-tune takes its shape; the run's params name the recipe. Other data keep the protocol as is."""
+    from bench.cli import build_parser, configs_from_args
+    from bench.recipes import RECIPES
+
+    def config(dataset: str, model: str, *extra: str):
+        args = build_parser().parse_args(["run", "--dataset", dataset, "--model", model, "--ratio", "4", *extra])
+        return configs_from_args(args)[0]
+
+    cifar = config("cifar10", "resnet20")
+    baseline, finetune = RECIPES["cifar10-resnet"]
+    assert cifar.baseline == baseline and cifar.scratch_recipe().optimizer == "sgd"
+    assert (cifar.finetune.optimizer, cifar.finetune.weight_decay, cifar.finetune.momentum) == (
+        finetune.optimizer, finetune.weight_decay, finetune.momentum)
+    assert cifar.finetune.epochs == FAIR.extra_epochs and cifar.lr == FAIR.lr_candidates[0]  # the protocol's plan
+    assert cifar.params()["protocol.recipe"] == "cifar10-resnet" and cifar.protocol.hash != FAIR.hash
+    assert config("cifar100", "vgg16").baseline == RECIPES["cifar100-vgg"][0]
+    plain = config("fashion-mnist", "lenet300")
+    assert plain.protocol == FAIR and "protocol.recipe" not in plain.params()
+    # a paper protocol keeps the paper's own recipe
+    assert config("cifar10", "resnet32", "--protocol", "paper-multihash").protocol.recipe == ""
