@@ -27,9 +27,9 @@ from bench.tracking import DatasetRecord, Tracker
 from bench.recipes import TrainRecipe
 from bench.training import fit, fit_steps
 from methods import CompressionError, Context
+from methods.common.base import RATIO_TOLERANCE  # the contract's ±3 % (sweeps read it from here too)
 from methods.common.pruning import rewind_to_init
 
-RATIO_TOLERANCE = 0.03  # the method contract: achieved within ±3 % of the requested ratio
 
 
 @dataclass

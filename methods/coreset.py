@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from methods import register
-from methods.common.base import CompressionError, Context, Method
+from methods.common.base import RATIO_TOLERANCE, CompressionError, Context, Method
 from methods.common.structured import (
     ACTIVATION_TYPES, NORM_TYPES, Slot, budget_for_ratio, geometric_widths, integer_widths, remove_units, slots,
     width, widths, widths_for_budget,
@@ -274,7 +274,7 @@ class Coreset(Method):
             if self.finetune_each_layer and pos < len(layers) - 1:
                 model = context.finetune(model)
         achieved = dense_params / sum(p.numel() for p in model.parameters())
-        if abs(achieved / target_ratio - 1) > 0.03:
+        if abs(achieved / target_ratio - 1) > RATIO_TOLERANCE:
             raise CompressionError(f"draws=fixed gave widths {widths(model)}, {achieved:.3g}x against the requested "
                                    f"{target_ratio:g}x (beyond ±3%); use draws=until-k to hit widths exactly")
         return model

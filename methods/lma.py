@@ -18,10 +18,9 @@ from bench.metrics import params_total
 from bench.models import SequentialNet, create_model
 from bench.recipes import TrainRecipe
 from methods import register
-from methods.common.base import CompressionError, Context, Method
+from methods.common.base import RATIO_TOLERANCE, CompressionError, Context, Method
 from methods.common.lma_activation import LMA
 
-TOLERANCE = 0.03  # the contract's ±3 % on the achieved compression ratio
 _SEED_SALT = 7  # the student's initialisation stream, apart from other uses of the run seed
 
 Widths = tuple[int, ...]
@@ -137,7 +136,7 @@ def build_student(teacher: SequentialNet, ratio: float, activation: Literal["lma
 
     widths = _fit_widths(_hidden_widths(teacher), count, budget)
     achieved = total / count(widths)
-    if abs(achieved / ratio - 1) > TOLERANCE:
+    if abs(achieved / ratio - 1) > RATIO_TOLERANCE:
         raise CompressionError(
             f"lma: the closest {family} student ({activation}, hidden widths {widths}) has {count(widths)} "
             f"parameters, a compression ratio of {achieved:.3f}x, not within ±3 % of the requested {ratio}x "
@@ -190,7 +189,7 @@ def _fit_widths(widths: Widths, count: Callable[[Widths], int], budget: float) -
         else:
             hi = mid
     best = min((_scaled(widths, lo), _scaled(widths, hi)), key=error)
-    if error(best) <= TOLERANCE:
+    if error(best) <= RATIO_TOLERANCE:
         return best
     return _refine(best, count, budget, error)
 

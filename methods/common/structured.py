@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from methods.common.base import CompressionError
+from methods.common.base import RATIO_TOLERANCE, CompressionError
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -302,7 +302,7 @@ def _check_reach(count: ParamCounter, budget: float, lo: list[float], hi: list[f
 
 
 def widths_for_budget(model: nn.Sequential, budget: float, shares: Sequence[float] | None = None,
-                      fixed: dict[int, int] | None = None, tolerance: float = 0.03) -> list[int]:
+                      fixed: dict[int, int] | None = None, tolerance: float = RATIO_TOLERANCE) -> list[int]:
     """Integer widths whose parameter count meets ``budget`` within ``tolerance`` (as a ratio error).
 
     Free layer i gets width clip(t · shares[i] · n_i, 1, n_i) with one t for all (shares all 1: the same
@@ -330,7 +330,7 @@ def widths_for_budget(model: nn.Sequential, budget: float, shares: Sequence[floa
 
 
 def integer_widths(model: nn.Sequential, budget: float, target: Sequence[float], fixed: dict[int, int] | None = None,
-                   tolerance: float = 0.03) -> list[int]:
+                   tolerance: float = RATIO_TOLERANCE) -> list[int]:
     """Round continuous widths ``target`` to integers that meet ``budget`` within ``tolerance``.
 
     Candidates: the integer widths within a couple of units of ``target`` in every free layer, each also
