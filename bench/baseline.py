@@ -49,6 +49,13 @@ def build_model(config: ExperimentConfig, data: DataSplits) -> SequentialNet:
     return create_model(config.model, data.input_shape, data.num_classes, seed=config.seed, **dict(config.model_options))
 
 
+def _save_init(model: torch.nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """The untrained ``model``'s weights, written to ``path`` (atomically) and returned."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    _atomic_write(path, lambda p: torch.save(state, p))
+    return state
+
+
 def _init_state(config: ExperimentConfig, data: DataSplits, path: Path) -> dict[str, torch.Tensor]:
     """The random initialisation the baseline trained from: cached beside it; a cache from before this file
     existed gets it rebuilt (the initialisation is a function of the seed) and written."""
@@ -58,23 +65,25 @@ def _init_state(config: ExperimentConfig, data: DataSplits, path: Path) -> dict[
         except Exception as e:
             warnings.warn(f"cached initialisation {path} is corrupt ({type(e).__name__}: {e}); rebuilding it",
                           stacklevel=2)
-    state = {k: v.clone() for k, v in build_model(config, data).state_dict().items()}
-    _atomic_write(path, lambda p: torch.save(state, p))
-    return state
+    return _save_init(build_model(config, data), path)
 
 
-def _load(config: ExperimentConfig, data: DataSplits, weights: Path, meta: Path) -> Baseline | None:
+def _load(config: ExperimentConfig, data: DataSplits, weights: Path, meta: Path, with_init: bool) -> Baseline | None:
     if not (weights.is_file() and meta.is_file()):
         return None
     try:
         info = json.loads(meta.read_text())
         model = build_model(config, data)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return Baseline(model, info["val_acc"], info["test_acc"], info["train_seconds"], config.baseline_key(),
-                        _init_state(config, data, weights.with_suffix(".init.pt")))
+        init = _init_state(config, data, _init_path(weights)) if with_init else None
+        return Baseline(model, info["val_acc"], info["test_acc"], info["train_seconds"], config.baseline_key(), init)
     except Exception as e:  # any unreadable or mismatched cache is retrained, never trusted
         warnings.warn(f"cached baseline {weights} is corrupt ({type(e).__name__}: {e}); retraining it", stacklevel=2)
         return None
+
+
+def _init_path(weights: Path) -> Path:
+    return weights.with_suffix(".init.pt")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -84,18 +93,18 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def ensure_baseline(config: ExperimentConfig, data: DataSplits, progress: bool = False) -> tuple[Baseline, bool]:
-    """(the baseline, whether it was trained now). Loads from the cache or trains and caches it."""
+    """(the baseline, whether it was trained now). Loads from the cache or trains and caches it. The random
+    initialisation is read back only for a protocol that rewinds to it (each trial loads the baseline)."""
     from bench.training import fit
 
     key = config.baseline_key()
     weights, meta = cache_dir() / f"{key}.pt", cache_dir() / f"{key}.json"
     with _lock(cache_dir() / f"{key}.lock"):
-        cached = _load(config, data, weights, meta)
+        cached = _load(config, data, weights, meta, with_init=config.protocol.rewind == "init")
         if cached is not None:
             return cached, False
         model = build_model(config, data)
-        init = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        _atomic_write(weights.with_suffix(".init.pt"), lambda p: torch.save(init, p))
+        init = _save_init(model, _init_path(weights))
         start = time.perf_counter()
         fit(model, config.baseline, data, config.seed, progress=progress, accelerator=config.accelerator)
         seconds = time.perf_counter() - start

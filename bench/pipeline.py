@@ -28,7 +28,7 @@ from bench.recipes import TrainRecipe
 from bench.training import fit, fit_steps
 from methods import CompressionError, Context
 from methods.common.base import RATIO_TOLERANCE  # the contract's ±3 % (sweeps read it from here too)
-from methods.common.pruning import rewind_to_init
+from methods.common.pruning import rewind_to
 
 
 
@@ -147,13 +147,12 @@ def charged_fit(model: nn.Module, recipe: TrainRecipe, ledger: Ledger, config: E
     """``fit`` charged to ``ledger``: before it runs (an overrun is refused without training), or, for a recipe
     that stops early on a validation plateau, with the steps it actually took."""
     if recipe.patience is None:
-        ledger.charge(recipe, max_steps, finetune=finetune)
-        return fit(model, recipe, data, config.seed, progress=progress, accelerator=config.accelerator,
-                   max_steps=max_steps, **kwargs)
+        ledger.charge(recipe, max_steps, finetune=finetune)  # an overrun is refused before training
     report: dict[str, int] = {}
     model = fit(model, recipe, data, config.seed, progress=progress, accelerator=config.accelerator,
                 max_steps=max_steps, report=report, **kwargs)
-    ledger.charge(recipe, report["steps"], finetune=finetune)
+    if recipe.patience is not None:
+        ledger.charge(recipe, report["steps"], finetune=finetune)
     return model
 
 
@@ -163,7 +162,7 @@ def rewind_if_asked(model: nn.Module, config: ExperimentConfig, baseline: Baseli
     if config.protocol.rewind == "init":
         if baseline.init_state is None:
             raise CompressionError("the protocol rewinds to the random initialisation, but the baseline has none")
-        rewind_to_init(model, baseline.init_state)
+        rewind_to(model, baseline.init_state)
     return model
 
 

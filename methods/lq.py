@@ -38,7 +38,8 @@ from torch import nn
 from bench.metrics import params_effective, params_total
 from methods import register
 from methods.common.base import Context, Method
-from methods.common.pruning import apply_masks, current_mask, keep_count, max_masked_ratio, prunable_tensors
+from methods.common.pruning import (apply_masks, current_mask, keep_count, max_masked_ratio, prunable_tensors,
+                                    rewind_to)
 
 # Relative slack for ceil/floor of quantities that are integers in exact arithmetic (d·(1 − r/d) = d − r),
 # so float error cannot move a count by one.
@@ -165,25 +166,6 @@ def _masked_weight(module: nn.Module, name: str) -> torch.Tensor:
     return (orig * getattr(module, f"{name}_mask")).detach()
 
 
-def _snapshot(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
-    return {
-        path: {n: t.detach().clone() for n, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]}
-        for path, m in model.named_modules()
-    }
-
-
-@torch.no_grad()
-def rewind_to(model: nn.Module, snapshot: dict[str, dict[str, torch.Tensor]]) -> None:
-    """Reset every parameter and buffer to ``snapshot`` (masked weights via ``weight_orig``; masks stay)."""
-    modules = dict(model.named_modules())
-    for path, tensors in snapshot.items():
-        module = modules[path]
-        for name, value in tensors.items():
-            target = getattr(module, f"{name}_orig", None)
-            target = getattr(module, name) if target is None else target
-            target.copy_(value)
-
-
 def _units(weights: list[torch.Tensor], masks: list[torch.Tensor], scope: str
            ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Weights and masks as 2-D blocks whose rows are the pruning units of ``scope``."""
@@ -235,7 +217,7 @@ class AdaptiveRounds(Method):
         tensors = prunable_tensors(model)
         target_keep = keep_count(model, target_ratio, tensors)  # raises CompressionError for ratio <= 1
         dense_total = params_total(model)
-        initial = _snapshot(model) if self.rewind else None
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()} if self.rewind else None
         self._log(model, tensors, context, 0, dense_total, {})
         for t in range(1, self.rounds + 1):
             masks = [current_mask(m, n).bool() for m, n in tensors]

@@ -24,7 +24,7 @@ from bench.protocol import FAIR, QUICK, ProtocolError, get_protocol
 from bench.recipes import TrainRecipe
 from bench.training import fit, steps_per_epoch
 from methods.common.base import CompressionError
-from methods.common.pruning import current_mask, prunable_tensors, rewind_to_init
+from methods.common.pruning import current_mask, prunable_tensors, rewind_to
 from papers_support import parsed_experiments, scratch_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_paper_scale_commands_are_valid_and_run_the_published_recipe(paper, monk
 def test_the_baseline_cache_keeps_the_random_init(tmp_path, monkeypatch, digits):
     monkeypatch.setenv("COMPRESSION_BENCH_RESULTS", str(tmp_path))
     config = ExperimentConfig.create(dataset="digits", model="mlp", model_options={"widths": (32, 16)},
-                                     baseline=TrainRecipe(epochs=1, batch_size=64))
+                                     baseline=TrainRecipe(epochs=1, batch_size=64), protocol=_rewinding(1, 1))
     trained, fresh = ensure_baseline(config, digits)
     assert fresh
     init = create_model("mlp", digits.input_shape, digits.num_classes, seed=0, widths=(32, 16)).state_dict()
@@ -117,6 +117,8 @@ def test_the_baseline_cache_keeps_the_random_init(tmp_path, monkeypatch, digits)
     assert not fresh and (cache_dir() / f"{config.baseline_key()}.init.pt").is_file()
     for key, value in init.items():
         torch.testing.assert_close(cached.init_state[key], value, rtol=0, atol=0)
+    # A protocol that never rewinds does not read the initialisation back (every trial loads the baseline).
+    assert ensure_baseline(config.with_(protocol=QUICK), digits)[0].init_state is None
 
 
 def test_rewind_puts_the_survivors_back_to_their_init_and_keeps_pruned_weights_zero():
@@ -129,7 +131,7 @@ def test_rewind_puts_the_survivors_back_to_their_init_and_keeps_pruned_weights_z
             p.add_(1.0)  # "trained"
     for module, name in prunable_tensors(net):
         prune.random_unstructured(module, name, amount=0.6)
-    rewind_to_init(net, init)
+    rewind_to(net, init)
     net(torch.zeros(1, 1, 8, 8))  # refresh the masked weights
     for path, module in net.named_modules():
         for name, param in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
@@ -153,7 +155,7 @@ def test_rewinding_a_structurally_pruned_model_is_refused():
     init = net.state_dict()
     smaller = create_model("mlp", (1, 8, 8), 4, seed=0, widths=(8, 8))
     with pytest.raises(CompressionError, match="cannot rewind"):
-        rewind_to_init(smaller, init)
+        rewind_to(smaller, init)
 
 
 def _rewinding(epochs: int, finetune_epochs: int, **kw):

@@ -108,22 +108,23 @@ def density(module: nn.Module, name: str = "weight") -> float:
 
 
 @torch.no_grad()
-def rewind_to_init(model: nn.Module, init_state: dict[str, torch.Tensor]) -> None:
-    """Reset every parameter and buffer of a (masked) model to ``init_state``, the state dict of the same
-    architecture at random initialisation; masks stay, so pruned entries stay zero (the lottery ticket's and
-    SAP's rewind). A pruned weight's ``<name>_orig`` receives the initial values.
+def rewind_to(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Reset every parameter and buffer of a (masked) model to ``state``, a state dict of the same architecture
+    taken before pruning (its random initialisation: the lottery ticket's and SAP's rewind; or the weights a
+    method was given); masks stay, so pruned entries stay zero. A pruned weight's ``<name>_orig`` receives the
+    values.
 
     Raises CompressionError when the model no longer has the initial architecture (a structured method
-    removed units: there is no initialisation to rewind those layers to).
+    removed units: those layers have nothing to rewind to).
     """
     modules = dict(model.named_modules())
-    for key, value in init_state.items():
+    for key, value in state.items():
         path, _, name = key.rpartition(".")
         module = modules.get(path)
         target = None if module is None else getattr(module, f"{name}_orig", getattr(module, name, None))
         if not isinstance(target, torch.Tensor) or target.shape != value.shape:
             raise CompressionError(
-                f"cannot rewind {key} to its initialisation: the model no longer has that tensor with shape "
+                f"cannot rewind {key}: the model no longer has that tensor with shape "
                 f"{tuple(value.shape)} (rewinding needs a masked model of the dense architecture; use a "
                 f"protocol without rewinding for structured methods)")
         target.copy_(value)
