@@ -288,11 +288,12 @@ def make_figures(out_dir: Path, tracker: Any | None = None, log: Any = print) ->
     if runs.empty or not (runs["kind"] == "compressed").any():
         uri = tracker.uri if tracker is not None else "the default store"
         raise NoRunsError(f"no finished compressed runs in {uri}; run `make bench METHOD=magnitude` first")
-    paper_run = runs["protocol"].astype(str).str.startswith("paper-")
+    papers = paper_figures()
+    paper_run = runs["protocol"].isin([paper_protocol(name) for name in papers])
     written = comparison_figures(runs[~paper_run], out_dir)
     # A paper figure draws only the runs of its own recipe (``paper-<name>``), one folder per scale: never a
     # comparison under another protocol that happens to share a dataset and model.
-    for name, figure in paper_figures().items():
+    for name, figure in papers.items():
         mine = runs[runs["protocol"] == paper_protocol(name)]
         produced: list[Path] = []
         for digest, group in mine.groupby("protocol_hash"):

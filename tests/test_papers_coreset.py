@@ -18,7 +18,7 @@ LABELS = ("coreset (paper)", "top-k (percentile)", "scratch, same widths", "glob
 
 
 def _config(label: str, ratio: float, seed: int) -> ExperimentConfig:
-    variant = {v.label: v for v in C.variants(BUDGET)}[label]
+    variant = {v.label: v for v in C.variants()}[label]
     return tiny_config("digits", "lenet300", variant.method, ratio, seed, dict(variant.overrides),
                        epochs=BUDGET.epochs, finetune_epochs=BUDGET.finetune_epochs, accelerator="cpu")
 
@@ -84,7 +84,7 @@ def test_table2_puts_ours_beside_the_published_row(store):
 
 def test_selection_labels_each_run_once(store):
     runs, made, newest, _ = store
-    comp, dense = common.select_runs(runs, "digits", "lenet300", BUDGET, C.variants(BUDGET))
+    comp, dense = common.select_runs(runs, "digits", "lenet300", BUDGET, C.variants())
     first = next(rid for rid, label in made.items() if label == LABELS[0])
     assert len(comp) == len(LABELS) * len(RATIOS) * len(SEEDS)
     assert newest in set(comp["run_id"]) and first not in set(comp["run_id"])  # the newest of a repeat
@@ -101,7 +101,7 @@ def test_no_runs_for_the_figure_gives_nothing(store, tmp_path):
 
 
 def test_variants_tell_samplers_apart():
-    by_label = {v.label: v for v in C.variants(common.Budget(20, 10))}
+    by_label = {v.label: v for v in C.variants()}
     paper = by_label["coreset (paper)"]
     params = paper.expected()
     assert params["finetune_each_layer"] == "True"  # the paper's schedule: fine-tune after every layer

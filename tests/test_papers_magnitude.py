@@ -18,7 +18,7 @@ LABELS = ("global, one-shot", "random, one-shot (control)", "global, iterative (
 
 
 def _config(label: str, ratio: float, seed: int) -> ExperimentConfig:
-    variant = {v.label: v for v in M.variants(BUDGET)}[label]
+    variant = {v.label: v for v in M.variants()}[label]
     return tiny_config("digits", "lenet300", "magnitude", ratio, seed, dict(variant.overrides), accelerator="cpu")
 
 
@@ -63,7 +63,7 @@ def test_figure_and_tables_match_the_runs(store):
 
 def test_iterative_runs_are_not_taken_for_one_shot(store):
     runs, made, _ = store
-    comp, _ = common.select_runs(runs, "digits", "lenet300", BUDGET, M.variants(BUDGET))
+    comp, _ = common.select_runs(runs, "digits", "lenet300", BUDGET, M.variants())
     assert dict(zip(comp["run_id"], comp["label"])) == made
 
 

@@ -469,14 +469,13 @@ class Section:
     dense_err: dict[str, tuple[float, float, int]]
 
 
-def collect(runs: "pandas.DataFrame", budgets: dict[str, Budget], model: str,
-            make_variants: Callable[[Budget], list[Variant]], ratios: Sequence[float] | None = None) -> list[Section]:
+def collect(runs: "pandas.DataFrame", budgets: dict[str, Budget], model: str, vlist: list[Variant],
+            ratios: Sequence[float] | None = None) -> list[Section]:
     """A Section per dataset with at least one of the figure's compressed runs (at ``ratios``, if given)."""
     sections: list[Section] = []
     if runs.empty:
         return sections
     for dataset, budget in budgets.items():
-        vlist = make_variants(budget)
         comp, dense = select_runs(runs, dataset, model, budget, vlist)
         if ratios is not None:
             comp = comp[np.isclose(comp["requested"].to_numpy()[:, None], np.asarray(ratios, float)[None]).any(axis=1)]

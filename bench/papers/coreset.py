@@ -39,7 +39,7 @@ RATIOS = (2, 4, 10, 20)
 INPUT_SHAPES = {"mnist-5k": (1, 28, 28), "fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28)}
 
 
-def variants(budget: Budget) -> list[Variant]:
+def variants() -> list[Variant]:
     """The figure's variants. Under ``paper-coreset`` every coreset variant fine-tunes after each layer until
     convergence (the paper's schedule, set by the protocol); the controls get the same final fine-tune."""
     return [
@@ -54,7 +54,7 @@ def variants(budget: Budget) -> list[Variant]:
 
 def build_experiments(scale: str) -> list[list[str]]:
     """LeNet-300-100 on the MNIST sample (full MNIST is not offline; the paper has no CIFAR run of it)."""
-    return [study_argv("mnist-5k", v, RATIOS, MODEL) for v in variants(Budget(0, 0))]
+    return [study_argv("mnist-5k", v, RATIOS, MODEL) for v in variants()]
 
 
 # ---------------------------------------------------------------- the paper's table
@@ -103,7 +103,7 @@ def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] |
     """The coreset paper figure and tables from tracked runs; [] when the store has none of its runs."""
     from bench.drawing import write_table
 
-    sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants, ratios)
+    sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants(), ratios)
     if not sections:
         return []
     protocol = runs.attrs.get("protocol_caption", "")

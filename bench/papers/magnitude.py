@@ -35,7 +35,7 @@ ROUNDS = 3
 TABLE_RATIO = 12
 
 
-def variants(budget: Budget) -> list[Variant]:
+def variants() -> list[Variant]:
     """Scope x schedule, plus the random control; every setting explicit, since ``paper-magnitude`` makes
     layer-wise iterative pruning (Han et al.'s) the default."""
     one_shot = (("schedule", "one-shot"),)
@@ -55,7 +55,7 @@ def variants(budget: Budget) -> list[Variant]:
 
 def build_experiments(scale: str) -> list[list[str]]:
     """LeNet-300-100 on the MNIST sample (full MNIST is not offline)."""
-    return [study_argv("mnist-5k", v, RATIOS, MODEL) for v in variants(Budget(0, 0))]
+    return [study_argv("mnist-5k", v, RATIOS, MODEL) for v in variants()]
 
 
 PUBLISHED = {"dataset": "MNIST (full, 60k train)", "model": MODEL_NAME,
@@ -91,7 +91,7 @@ def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] |
     """The magnitude paper figure and tables from tracked runs; [] when the store has none of its runs."""
     from bench.drawing import write_table
 
-    sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants, ratios)
+    sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants(), ratios)
     if not sections:
         return []
     protocol = runs.attrs.get("protocol_caption", "")
