@@ -7,7 +7,7 @@ import methods
 from bench.config import ExperimentConfig
 from bench.pipeline import run_experiment
 from bench.recipes import TrainRecipe
-from bench.tracking import Tracker
+from papers_support import scratch_store
 
 DESIGN_METRICS = {
     "params_total", "params_effective", "compression_ratio", "fraction_removed", "flops_dense", "flops_effective",
@@ -20,11 +20,8 @@ DESIGN_METRICS = {
 def store(tmp_path_factory):
     # One store for the module (a new SQLite store costs seconds of migrations); each test uses its own
     # dataset/model experiment.
-    tmp = tmp_path_factory.mktemp("store")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COMPRESSION_BENCH_RESULTS", str(tmp))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield Tracker()
+    with scratch_store(tmp_path_factory.mktemp("store")) as tracker:
+        yield tracker
 
 
 def _config(**kw) -> ExperimentConfig:

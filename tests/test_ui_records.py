@@ -13,6 +13,7 @@ import pytest
 import datasets
 from bench.cli import main, runs_view_url
 from conftest import digits_template
+from papers_support import scratch_store
 from bench.metrics import accuracy
 from bench.studies import make_storage
 from bench.pipeline import RATIO_TOLERANCE
@@ -27,13 +28,10 @@ _template = digits_template
 def swept(tmp_path_factory):
     """One grid sweep (2 reachable ratios, 1 out of reach, 2 seeds) into fresh stores, shared by the tests."""
     tmp = tmp_path_factory.mktemp("ui-records")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COMPRESSION_BENCH_RESULTS", str(tmp))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with scratch_store(tmp) as tracker:
         cfg = SweepConfig(template=_template(), ratios=(2.0, 4.0, 5000.0), seeds=2, quiet=True,
                           command="python -m bench bench --method magnitude --dataset digits")
         summary = run_sweep(cfg)
-        tracker = Tracker()
         study = optuna.load_study(study_name=cfg.study_name(), storage=make_storage(None, tracker.uri))
         yield {"tmp": tmp, "cfg": cfg, "summary": summary, "tracker": tracker, "study": study,
                "runs": tracker.runs_frame()}
