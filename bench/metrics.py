@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.export import bake, deployable, lean, serialized_size
+from bench.models import classifier_of
 
 MEASURED_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -97,7 +98,7 @@ def pq_index(w: torch.Tensor, p: float = 0.5, q: float = 1.0) -> float:
 def model_pq_index(model: nn.Module) -> float:
     """PQ index of the surviving prunable weights (every Linear/Conv2d weight but the classifier's)."""
     baked = bake(model)
-    classifier = getattr(baked, "classifier", None)
+    classifier = classifier_of(baked)
     weights = [m.weight.flatten() for m in baked.modules() if isinstance(m, MEASURED_TYPES) and m is not classifier]
     # SAP's convention: the index of the surviving weights (zeros would make it mostly measure sparsity).
     w = torch.cat(weights) if weights else torch.zeros(0)

@@ -1,7 +1,9 @@
-"""Model registry: every model is a flat ``nn.Sequential`` whose last Linear is the classifier.
+"""Model registry and the one rule for finding a model's classifier.
 
-A flat chain keeps structural surgery simple and shared: the layer after a layer is the next
-Linear/Conv2d in the chain, and a method never has to understand a custom ``forward``.
+The built-in models are flat ``nn.Sequential`` chains (``SequentialNet``) whose last Linear is the
+classifier: the layer after a layer is the next Linear/Conv2d in the chain. A registered builder may
+return any ``nn.Module`` instead (a plugin's residual network, say); methods then see it through its
+modules, the classifier rule below, and (structured methods) Torch-Pruning's dependency graph.
 """
 from __future__ import annotations
 
@@ -46,6 +48,68 @@ class SequentialNet(nn.Sequential):
         return [m for m in self if isinstance(m, nn.Linear)][-1]
 
 
+# Where a model that is not a SequentialNet names its classifier (a submodule name, e.g. "head.fc").
+CLASSIFIER_NAME = "classifier_name"
+
+
+def classifier_of(model: nn.Module, num_classes: int | None = None) -> nn.Module | None:
+    """The model's classifier, which no method prunes, found by one documented rule, first match wins:
+
+    1. a ``classifier`` attribute that is a module (``SequentialNet``'s property, or a user's own field);
+    2. the submodule named by the model's ``classifier_name`` attribute (``--model-option classifier=NAME``
+       sets it when the model is built);
+    3. the last ``nn.Linear`` in registration order whose output size is ``num_classes`` (any last Linear
+       when the number of classes is not given).
+
+    None for a model without a Linear layer (then every layer is prunable).
+    """
+    own = getattr(model, "classifier", None)
+    if isinstance(own, nn.Module):
+        return own
+    name = getattr(model, CLASSIFIER_NAME, None)
+    if isinstance(name, str):
+        try:
+            return model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"classifier {name!r} is not a submodule of {type(model).__name__}; "
+                             f"choose one of its Linear layers: {', '.join(_linear_names(model))}") from None
+    linears = [m for _, m in _linears(model) if num_classes is None or m.out_features == num_classes]
+    return linears[-1] if linears else None
+
+
+def _linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return [n for n, _ in _linears(model)] or ["(none)"]
+
+
+def mark_classifier(model: nn.Module, num_classes: int, name: str | None = None) -> nn.Module:
+    """Record which submodule is the classifier (``name``, or the rule's choice for ``num_classes``) on the
+    model as ``classifier_name``, so later calls that no longer know the number of classes agree.
+
+    A model with its own ``classifier`` module keeps it unless ``name`` overrides. Raises ValueError for
+    a ``name`` that is not a Linear of the model, or a model with no Linear of ``num_classes`` outputs.
+    """
+    if name is not None:
+        module = dict(model.named_modules()).get(name)
+        if not isinstance(module, nn.Linear):
+            raise ValueError(f"classifier={name!r} is not a Linear layer of {type(model).__name__}; "
+                             f"choose one of: {', '.join(_linear_names(model))}")
+        object.__setattr__(model, CLASSIFIER_NAME, name)
+        return model
+    if isinstance(getattr(model, "classifier", None), nn.Module):
+        return model
+    found = [n for n, m in _linears(model) if m.out_features == num_classes]
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no Linear layer with {num_classes} outputs (one per class) to "
+                         f"serve as its classifier; name one with --model-option classifier=NAME "
+                         f"(its Linear layers: {', '.join(_linear_names(model))})")
+    object.__setattr__(model, CLASSIFIER_NAME, found[-1])
+    return model
+
+
 def _activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
@@ -57,9 +121,14 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def create_model(
-    name: str, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None, **kwargs: Any
-) -> SequentialNet:
-    """Build a registered model; ``seed`` fixes its initialisation without touching global RNG state."""
+    name: str, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None,
+    classifier: str | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a registered model; ``seed`` fixes its initialisation without touching global RNG state.
+
+    ``classifier`` names the classifier submodule where the rule of ``classifier_of`` would pick another;
+    the rest of ``kwargs`` go to the builder. The model carries its ``spec`` (what built it).
+    """
     builder = _MODELS.get(name)
     if seed is None:
         model = builder(tuple(input_shape), num_classes, **kwargs)
@@ -67,8 +136,13 @@ def create_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = builder(tuple(input_shape), num_classes, **kwargs)
-    model.spec = ModelSpec(name, tuple(input_shape), num_classes, dict(kwargs))
-    return model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model builder {name!r} returned {type(model).__name__}, not an nn.Module")
+    if classifier is not None:
+        kwargs["classifier"] = classifier
+    # object.__setattr__: a plain attribute even on modules that override __setattr__.
+    object.__setattr__(model, "spec", ModelSpec(name, tuple(input_shape), num_classes, dict(kwargs)))
+    return mark_classifier(model, num_classes, classifier)
 
 
 def _mlp_layers(in_features: int, widths: tuple[int, ...], num_classes: int, activation: str) -> list[nn.Module]:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from bench.models import ModelSpec
+from bench.models import ModelSpec, classifier_of
 from bench.recipes import TrainRecipe
 from methods import register
 from methods.common.base import CompressionError, Context, Method
@@ -231,7 +231,7 @@ def fanout_scale(weight_shape: torch.Size) -> float:
 
 def compressed_layers(model: nn.Module, compress_classifier: bool = True) -> list[tuple[str, nn.Module]]:
     """Linear/Conv2d layers whose weights the pool generates, in registration (= forward) order."""
-    classifier = None if compress_classifier else getattr(model, "classifier", None)
+    classifier = None if compress_classifier else classifier_of(model)
     return [(n, m) for n, m in model.named_modules() if isinstance(m, COMPRESSED_TYPES) and m is not classifier]
 
 

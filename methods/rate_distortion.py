@@ -19,6 +19,7 @@ from torch import nn
 from methods import register
 from methods.common.base import CompressionError, Context, Method
 from methods.common.pruning import apply_masks, effective, keep_count, max_masked_ratio, prunable_tensors
+from bench.models import classifier_of
 
 REFRESHES_PER_DECAY = 20  # official code: alpha' <- 0.9 alpha' every 20 refreshes
 REFRESH_DECAY = 0.9
@@ -186,7 +187,7 @@ def _write(tensors: list[tuple[nn.Module, str]], source: _Source, snap: Snapshot
 
 
 def _norm_and_bias_tensors(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    classifier = getattr(model, "classifier", None)
+    classifier = classifier_of(model)
     out = [(m, "bias") for m, _ in prunable_tensors(model) if getattr(m, "bias", None) is not None]
     for module in model.modules():
         if isinstance(module, NORM_TYPES) and module is not classifier:

@@ -13,13 +13,14 @@ from torch import nn
 from torch.nn.utils import prune
 
 from methods.common.base import CompressionError
+from bench.models import classifier_of
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Linear and Conv2d layers except the classifier, in forward order."""
-    classifier = getattr(model, "classifier", None)
+    classifier = classifier_of(model)
     return [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES) and m is not classifier]
 
 

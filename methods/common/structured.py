@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from methods.common.base import RATIO_TOLERANCE, CompressionError
+from bench.models import classifier_of
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -77,7 +78,7 @@ def slots(model: nn.Sequential) -> list[Slot]:
     a Linear feeding a Conv2d, or a Flatten whose column count is not a multiple of the channel count.
     """
     layers = [i for i, m in enumerate(model) if isinstance(m, WEIGHT_TYPES)]
-    classifier = getattr(model, "classifier", None)
+    classifier = classifier_of(model)
     if classifier is None or not isinstance(model[layers[-1]], nn.Linear) or model[layers[-1]] is not classifier:
         raise ValueError("structured surgery needs a flat chain that ends with its classifier Linear")
     out = []
