@@ -120,6 +120,11 @@ def list_models(pattern: str = "*") -> list[str]:
     return _MODELS.names(pattern)
 
 
+def model_origin(name: str) -> str:
+    """Where model ``name`` was defined: "built-in" or the plugin module that registered it."""
+    return _MODELS.origin(name)
+
+
 def create_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None,
     classifier: str | None = None, **kwargs: Any

@@ -1,5 +1,5 @@
 """compression-bench's dataset registry (not the Hugging Face ``datasets`` package; see README)."""
-from datasets.core import DataError, DataSplits, carve, data_dir, get, list_datasets, register_dataset
+from datasets.core import DataError, DataSplits, carve, data_dir, dataset_origin, get, list_datasets, register_dataset
 from datasets import sources as _sources  # noqa: F401  (registers the built-in datasets)
 from datasets import cifar as _cifar  # noqa: F401  (registers cifar10, cifar100)
 from datasets.fetch import IdxSource
@@ -16,4 +16,4 @@ def fetch(name: str, log=print) -> None:
         log(f"{name}: ships with the installed packages; nothing to fetch")
 
 
-__all__ = ["DataError", "DataSplits", "IdxSource", "carve", "data_dir", "fetch", "get", "list_datasets", "register_dataset"]
+__all__ = ["DataError", "DataSplits", "IdxSource", "carve", "data_dir", "dataset_origin", "fetch", "get", "list_datasets", "register_dataset"]

@@ -174,6 +174,11 @@ def list_datasets(pattern: str = "*") -> list[str]:
     return _DATASETS.names(pattern)
 
 
+def dataset_origin(name: str) -> str:
+    """Where dataset ``name`` was defined: "built-in" or the plugin module that registered it."""
+    return _DATASETS.origin(name)
+
+
 def get(name: str, **options) -> DataSplits:
     """Load a registered dataset from local files; never touches the network (see ``fetch``)."""
     return _DATASETS.get(name)(**options)

@@ -14,11 +14,18 @@ _METHODS: Registry[type[Method]] = Registry("method")
 
 
 def register(name: str):
+    """Class decorator: register a ``Method`` subclass under ``name`` (plugins use it too)."""
     def decorator(cls: type[Method]) -> type[Method]:
+        _METHODS.register(name)(cls)  # refuses a taken name before the class is touched
         cls.name = name
-        return _METHODS.register(name)(cls)
+        return cls
 
     return decorator
+
+
+def origin(name: str) -> str:
+    """Where method ``name`` was defined: "built-in" or the plugin module that registered it."""
+    return _METHODS.origin(name)
 
 
 def list_methods(pattern: str = "*") -> list[str]:
@@ -38,4 +45,4 @@ for _info in pkgutil.iter_modules(__path__):
     if not _info.ispkg:
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["CompressionError", "Context", "Method", "ParamError", "build", "get", "list_methods", "register"]
+__all__ = ["CompressionError", "Context", "Method", "ParamError", "build", "get", "list_methods", "origin", "register"]

@@ -1,4 +1,11 @@
-"""The method contract (DESIGN.md "The method contract") and what a method may use while compressing."""
+"""The method contract and what a method may use while compressing (``Context``).
+
+A method turns a trained model into a smaller one: ``compress(model, target_ratio, context)`` returns a
+model whose compression ratio, params_total(dense) / params_effective(result), is within ±3 % of the
+target, or raises ``CompressionError`` saying why the target is out of reach. Everything a method needs
+from the outside world comes through the ``Context``, so methods run inside the suite's pipeline and in a
+user's own training code alike (``Context(seed=0)`` is enough for one-shot methods).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -7,7 +14,6 @@ from typing import Any, Callable, ClassVar, Protocol
 import torch
 from torch import nn
 
-from bench.models import SequentialNet
 from bench.recipes import TrainRecipe
 from datasets import DataSplits
 
@@ -28,6 +34,16 @@ class Fit(Protocol):
     ) -> nn.Module: ...
 
 
+def _no_training(model: nn.Module) -> nn.Module:
+    return model
+
+
+def _no_fit(model: nn.Module, recipe: TrainRecipe, teacher: nn.Module | None = None, kd_weight: float = 0.0,
+            temperature: float = 1.0) -> nn.Module:
+    raise CompressionError("this method trains a model (train-time methods, students); give its Context a fit "
+                           "callable, e.g. the suite's pipeline, or bench.api.run_experiment")
+
+
 @dataclass
 class Context:
     """What the pipeline hands a method: data, seed, and the shared training machinery.
@@ -38,12 +54,15 @@ class Context:
     from random initialisation (train-time methods start from it, see ``train_recipe``); ``teacher`` is the
     cached dense baseline, never to be modified; ``log_metrics`` records step metrics (a method's own
     trajectory) on the run. Every training call is charged to the run's budget, which refuses an overrun.
+
+    Outside the pipeline every field has a default: no fine-tune between rounds, and a ``fit`` that refuses
+    (methods that must train say so with a CompressionError).
     """
 
-    data: DataSplits
-    seed: int
-    finetune: Callable[[nn.Module], nn.Module]
-    fit: Fit
+    data: DataSplits | None = None
+    seed: int = 0
+    finetune: Callable[[nn.Module], nn.Module] = _no_training
+    fit: Fit = _no_fit
     teacher: nn.Module | None = None
     log_metrics: Callable[[dict[str, float], int], None] = lambda metrics, step: None
     evaluate: Callable[[nn.Module], float] | None = None  # validation accuracy of a model
@@ -82,7 +101,7 @@ class Method:
     # Parameters that make the method quick enough for the contract tests (e.g. fewer epochs).
     smoke_params: ClassVar[dict[str, Any]] = {}
 
-    def compress(self, model: SequentialNet, target_ratio: float, context: Context) -> nn.Module:
+    def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         raise NotImplementedError
 
     def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
