@@ -16,7 +16,8 @@ from typing import Any, Sequence
 import datasets
 import methods
 from bench.config import ExperimentConfig
-from bench.models import list_models
+from bench.models import list_models, model_origin
+from bench.plugins import PluginError, load_plugins
 from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES, Protocol, ProtocolError, get_protocol, protocol_names
 from bench.registry import UnknownNameError
 from methods.common.params import ParamError, describe, parse_assignments
@@ -58,14 +59,20 @@ def _check_name(kind: str, name: str, valid: list[str]) -> None:
         raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(valid)}")
 
 
+def _named(name: str, origin: str) -> str:
+    return name if origin == "built-in" else f"{name} [plugin {origin}]"
+
+
 def _epilog() -> str:
     lines = ["methods:"]
     for name in methods.list_methods():
         cls = methods.get(name)
         lines.append(f"  {name:16s} {cls.family}, {'structured' if cls.structured else 'masked'}; params: "
-                     + ("; ".join(describe(cls)) or "none"))
-    lines.append("datasets: " + ", ".join(datasets.list_datasets()))
-    lines.append("models:   " + ", ".join(list_models()))
+                     + ("; ".join(describe(cls)) or "none")
+                     + ("" if methods.origin(name) == "built-in" else f" [plugin {methods.origin(name)}]"))
+    lines.append("datasets: " + ", ".join(_named(n, datasets.dataset_origin(n)) for n in datasets.list_datasets())
+                 + ", file:PATH.npz")
+    lines.append("models:   " + ", ".join(_named(n, model_origin(n)) for n in list_models()))
     lines.append("protocols:")
     for name in protocol_names():
         protocol = get_protocol(name)
@@ -73,12 +80,39 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
+def _plugin_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (or a .py file) first: it registers methods, models or datasets (repeatable; "
+                        "installed packages' compression_bench.plugins entry points load by themselves)")
+
+
+def parse_model_options(items: list[str]) -> dict[str, Any]:
+    """``--model-option channels=8 widths=(64,32) classifier=head`` -> builder keyword arguments: Python
+    literals where the value is one (numbers, tuples, booleans), else the text."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UsageError(f"--model-option {item!r} must look like key=value (e.g. width=0.5), key a Python name")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
 def _experiment_args(p: argparse.ArgumentParser, ratio_flag: bool) -> None:
+    _plugin_arg(p)
     p.add_argument("--method", default="magnitude", help="a registered method (see below)")
     if ratio_flag:
         p.add_argument("--ratio", required=True, help="target compression ratio, params_total / params_effective (> 1)")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--model", default="lenet300")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword argument of the model's builder (repeatable), e.g. width=0.5; classifier=NAME "
+                        "names the classifier layer where the rule (last Linear with one output per class) misses")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter (repeatable)")
     p.add_argument("--protocol", default=DEFAULT_PROTOCOL,
                    help=f"comparison protocol: {', '.join(PROTOCOLS)}, or a paper's own recipe "
@@ -109,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "measure and track neural-network compression methods.",
                                      epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list methods, datasets and models")
+    _plugin_arg(sub.add_parser("list", help="list methods, datasets and models (with each plugin's origin)"))
     fetch = sub.add_parser("fetch", help="bring a dataset onto this machine (offline-first)")
     fetch.add_argument("dataset")
     run = sub.add_parser("run", help="one experiment at one ratio", epilog=_epilog(),
@@ -140,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     figures = sub.add_parser("figures", help="regenerate every figure and table from the tracked runs")
     figures.add_argument("--out", default=None, help="output folder (default results/figures)")
     compare = sub.add_parser("compare", help="every method and control under one protocol, then the verdict")
+    _plugin_arg(compare)
     compare.add_argument("--dataset", default="fashion-mnist")
     compare.add_argument("--model", default="lenet300")
     compare.add_argument("--protocol", default=DEFAULT_PROTOCOL)
@@ -216,6 +251,7 @@ def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
     methods.build(args.method, params)  # parameter schema check before any work
     protocol = protocol_from_args(args)
     _check_budget(protocol, args.method, params)
+    model_options = parse_model_options(args.model_option)
     dataset_options: dict[str, Any] = {}
     if args.train_limit is not None:
         dataset_options["train_limit"] = _int(args.train_limit, "--train-limit", 1)
@@ -227,7 +263,8 @@ def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
     return [
         ExperimentConfig.for_protocol(protocol, lr=lr, method=args.method, dataset=args.dataset, model=args.model,
                                       ratio=ratio, seed=seed, method_params=params, dataset_options=dataset_options,
-                                      accelerator=args.accelerator)
+                                      model_options=model_options, accelerator=args.accelerator,
+                                      plugins=tuple(dict.fromkeys(args.plugin)))
         for seed in seeds for ratio in ratios for lr in lrs
     ]
 
@@ -278,7 +315,20 @@ def _summary_line(result, chosen: bool = False) -> str:
             f"measured {m['measured_speedup']:.2f}x  run {result.run_id}{mark}")
 
 
+def _load_plugins(argv: Sequence[str] | None) -> None:
+    """Import the ``--plugin`` modules before the parser is built, so ``--help`` lists what they register."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    load_plugins(known.plugin)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        _load_plugins(argv)
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = None if argv is None else list(argv)
@@ -304,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(_int(args.threads, "--threads", 1))
-        datasets.get(configs[0].dataset, **dict(configs[0].dataset_options))  # missing data fails here, before any run
+        _check_model(configs[0])  # missing data and a model that cannot be built fail here, before any run
         _preflight()
         if sweep is not None:
             return _bench(sweep)
@@ -324,13 +374,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_summary_line(r, chosen=len(results) > len(best) and best[(r.config.ratio, r.config.seed)] is r),
                   flush=True)
         return 0
-    except (UsageError, UnknownNameError, ParamError, ProtocolError, datasets.DataError, methods.CompressionError,
+    except (UsageError, UnknownNameError, ParamError, ProtocolError, PluginError, datasets.DataError, methods.CompressionError,
             *_late_errors()) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the current run is marked KILLED", file=sys.stderr)
         return 130
+
+
+def _check_model(config: ExperimentConfig) -> None:
+    from bench.baseline import build_model
+    from bench.pipeline import load_data
+
+    data = load_data(config)
+    try:
+        build_model(config, data)
+    except (TypeError, ValueError) as e:
+        options = " ".join(f"{k}={v}" for k, v in config.model_options) or "no --model-option"
+        raise UsageError(f"model {config.model!r} cannot be built on {config.dataset} with {options}: {e}") from None
 
 
 def _preflight() -> None:
@@ -427,7 +489,7 @@ def _compare(args: argparse.Namespace) -> int:
     extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
         + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
         + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else []) \
-        + ([] if args.log_models else ["--no-log-models"])
+        + ([] if args.log_models else ["--no-log-models"]) + [a for p in args.plugin for a in ("--plugin", p)]
     argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)
     for argv in argvs:  # every study validated before the first one trains
         sweep_from_args(build_parser().parse_args(argv))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.content import content_of
+from bench.content import content_of, later
 from bench.protocol import QUICK, Protocol
 from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE, TrainRecipe
 
@@ -47,6 +47,9 @@ class ExperimentConfig:
     accelerator: str = "auto"
     latency_repeats: int = 30
     protocol: Protocol = QUICK
+    # Plugin modules that register the model, dataset or method (``bench.plugins``); every process that
+    # runs this configuration loads them first. Part of the identity only when set.
+    plugins: tuple[str, ...] = later(())
 
     @classmethod
     def create(cls, method_params: dict | None = None, dataset_options: dict | None = None,
@@ -113,6 +116,8 @@ class ExperimentConfig:
                                "requested_ratio": self.ratio, "seed": self.seed, "accelerator": self.accelerator}
         out.update({f"dataset.{k}": v for k, v in self.dataset_options})
         out.update({f"model.{k}": v for k, v in self.model_options})
+        if self.plugins:
+            out["plugins"] = ",".join(self.plugins)
         out.update(self.baseline.as_params("baseline"))
         out.update(self.finetune.as_params("finetune"))
         out.update(self.protocol.params())

@@ -55,17 +55,14 @@ CLASSIFIER_NAME = "classifier_name"
 def classifier_of(model: nn.Module, num_classes: int | None = None) -> nn.Module | None:
     """The model's classifier, which no method prunes, found by one documented rule, first match wins:
 
-    1. a ``classifier`` attribute that is a module (``SequentialNet``'s property, or a user's own field);
-    2. the submodule named by the model's ``classifier_name`` attribute (``--model-option classifier=NAME``
-       sets it when the model is built);
+    1. the submodule named by the model's ``classifier_name`` attribute (``--model-option classifier=NAME``
+       sets it when the model is built, overriding the rest of the rule);
+    2. a ``classifier`` attribute that is a module (``SequentialNet``'s property, or a user's own field);
     3. the last ``nn.Linear`` in registration order whose output size is ``num_classes`` (any last Linear
        when the number of classes is not given).
 
     None for a model without a Linear layer (then every layer is prunable).
     """
-    own = getattr(model, "classifier", None)
-    if isinstance(own, nn.Module):
-        return own
     name = getattr(model, CLASSIFIER_NAME, None)
     if isinstance(name, str):
         try:
@@ -73,6 +70,9 @@ def classifier_of(model: nn.Module, num_classes: int | None = None) -> nn.Module
         except AttributeError:
             raise ValueError(f"classifier {name!r} is not a submodule of {type(model).__name__}; "
                              f"choose one of its Linear layers: {', '.join(_linear_names(model))}") from None
+    own = getattr(model, "classifier", None)
+    if isinstance(own, nn.Module):
+        return own
     linears = [m for _, m in _linears(model) if num_classes is None or m.out_features == num_classes]
     return linears[-1] if linears else None
 
@@ -135,6 +135,7 @@ def create_model(
     the rest of ``kwargs`` go to the builder. The model carries its ``spec`` (what built it).
     """
     builder = _MODELS.get(name)
+    classifier = None if classifier is None else str(classifier)
     if seed is None:
         model = builder(tuple(input_shape), num_classes, **kwargs)
     else:
@@ -256,18 +257,30 @@ class PadShortcut(nn.Module):
 
     The extra channels are padded evenly on both sides (the odd one at the end), as in the CIFAR reference
     implementations; where the pad goes does not matter for training, only that it is fixed.
+
+    ``positions[c]`` is the output channel that input channel c lands in (−1: dropped). It starts as the
+    even padding above and changes only when structural pruning removes input or output channels
+    (``methods.common.unit_groups`` prunes it through Torch-Pruning), so a pruned shortcut still routes every
+    surviving channel exactly where it went before. The buffer is not persistent: it is a function of the
+    architecture, and the state_dict keys (cached baselines) stay what they were.
     """
+
+    positions: torch.Tensor
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
         if out_channels < in_channels:
             raise ValueError(f"option A shortcut cannot shrink {in_channels} to {out_channels} channels")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        extra = out_channels - in_channels
+        self.register_buffer("positions", torch.arange(in_channels) + extra // 2, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, ::self.stride, ::self.stride]
-        extra = self.out_channels - self.in_channels
-        return nn.functional.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+        kept = self.positions >= 0
+        out = x.new_zeros((x.shape[0], self.out_channels, *x.shape[2:]))
+        # index_copy writes the same values the zero padding did (bit-identical before any pruning).
+        return out.index_copy(1, self.positions[kept], x[:, kept])
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"

@@ -22,7 +22,8 @@ from bench.baseline import Baseline, ensure_baseline
 from bench.budget import BudgetError, Ledger
 from bench.config import ExperimentConfig
 from bench.export import clone
-from bench.metrics import accuracy, latency_metrics, params_effective, params_total, per_layer, size_metrics
+from bench.metrics import latency_metrics, params_effective, params_total, per_layer, size_metrics, split_accuracy
+from bench.plugins import load_plugins
 from bench.tracking import DatasetRecord, Tracker
 from bench.recipes import TrainRecipe
 from bench.training import fit, fit_steps
@@ -48,15 +49,15 @@ def experiment_name(config: ExperimentConfig) -> str:
     return f"{config.dataset}/{config.model}"
 
 
-def load_data(config: ExperimentConfig) -> datasets.DataSplits:
+def load_data(config: ExperimentConfig) -> datasets.Data:
     return datasets.get(config.dataset, **dict(config.dataset_options))
 
 
-def measure(dense: nn.Module, model: nn.Module, data: datasets.DataSplits, config: ExperimentConfig) -> dict[str, float]:
+def measure(dense: nn.Module, model: nn.Module, data: datasets.Data, config: ExperimentConfig) -> dict[str, float]:
     """Every metric of DESIGN.md for ``model`` against ``dense``; accuracy on test is reported, never chosen on."""
     topk = (1, 5) if data.num_classes > 10 else (1,)
-    test = accuracy(model, data.test_x, data.test_y, topk=topk)
-    metrics: dict[str, float] = {"acc_top1": test[1], "val_acc_top1": accuracy(model, data.val_x, data.val_y)[1]}
+    test = split_accuracy(model, data, "test", topk=topk)
+    metrics: dict[str, float] = {"acc_top1": test[1], "val_acc_top1": split_accuracy(model, data, "val")[1]}
     if 5 in test:
         metrics["acc_top5"] = test[5]
     metrics.update(size_metrics(dense, model, data.input_shape))
@@ -69,13 +70,13 @@ def _tags(config: ExperimentConfig, kind: str, method: str, extra: dict[str, Any
             "kind": kind, **(extra or {})}
 
 
-def dataset_record(config: ExperimentConfig, data: datasets.DataSplits) -> DatasetRecord:
+def dataset_record(config: ExperimentConfig, data: datasets.Data) -> DatasetRecord:
     """The dataset as MLflow records it (name, digest of the splits as loaded, sizes, options)."""
     return DatasetRecord.of(data, dict(config.dataset_options))
 
 
 def ensure_baseline_run(tracker: Tracker, config: ExperimentConfig, baseline: Baseline,
-                        data: datasets.DataSplits) -> str:
+                        data: datasets.Data) -> str:
     """The baseline's own MLflow run (kind=baseline), logged once per store."""
     found = tracker.find_run(experiment_name(config), "baseline_key", baseline.key)
     if found is not None:
@@ -95,7 +96,7 @@ def ensure_baseline_run(tracker: Tracker, config: ExperimentConfig, baseline: Ba
 
 
 def ensure_control(tracker: Tracker, config: ExperimentConfig, baseline: Baseline,
-                   data: datasets.DataSplits, progress: bool = False) -> dict[str, float]:
+                   data: datasets.Data, progress: bool = False) -> dict[str, float]:
     """The dense + fine-tune control (ratio 1): the shared fine-tune budget applied to the dense model."""
     key = config.control_key()
     found = tracker.find_run(experiment_name(config), "control_key", key)
@@ -129,11 +130,11 @@ def _equal_total(config: ExperimentConfig, recipe: TrainRecipe, n_train: int) ->
     return fit_steps(recipe, n_train) if config.protocol.equal_budget else None
 
 
-def method_ledger(config: ExperimentConfig, method: methods.Method, dense: nn.Module, data: datasets.DataSplits,
+def method_ledger(config: ExperimentConfig, method: methods.Method, dense: nn.Module, data: datasets.Data,
                   ratio: float) -> Ledger:
     """The method arm's budget: E epochs of steps on top of the baseline for post-training methods (split
     with their planned rounds), or baseline + E from scratch for train-time methods."""
-    n_train = len(data.train_y)
+    n_train = data.sizes()["train"]
     what = f"{config.method} at {ratio:g}x"
     if method.family == "train-time":
         return Ledger(n_train, _equal_total(config, config.scratch_recipe(), n_train), what=what)
@@ -142,7 +143,7 @@ def method_ledger(config: ExperimentConfig, method: methods.Method, dense: nn.Mo
 
 
 def charged_fit(model: nn.Module, recipe: TrainRecipe, ledger: Ledger, config: ExperimentConfig,
-                data: datasets.DataSplits, progress: bool, max_steps: int | None, finetune: bool,
+                data: datasets.Data, progress: bool, max_steps: int | None, finetune: bool,
                 **kwargs: Any) -> nn.Module:
     """``fit`` charged to ``ledger``: before it runs (an overrun is refused without training), or, for a recipe
     that stops early on a validation plateau, with the steps it actually took."""
@@ -167,12 +168,12 @@ def rewind_if_asked(model: nn.Module, config: ExperimentConfig, baseline: Baseli
 
 
 def _train_rest(model: nn.Module, recipe: TrainRecipe, ledger: Ledger, config: ExperimentConfig,
-                data: datasets.DataSplits, progress: bool, finetune: bool) -> nn.Module:
+                data: datasets.Data, progress: bool, finetune: bool) -> nn.Module:
     """Train ``model`` with ``recipe`` for what is left of ``ledger`` (the whole recipe when it has no total)."""
     return charged_fit(model, recipe, ledger, config, data, progress, ledger.remaining(), finetune)
 
 
-def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Baseline,
+def _context(config: ExperimentConfig, data: datasets.Data, baseline: Baseline,
              steps: list[tuple[dict[str, float], int]], progress: bool, ledger: Ledger) -> Context:
     teacher = clone(baseline.model).eval()
 
@@ -197,7 +198,7 @@ def _context(config: ExperimentConfig, data: datasets.DataSplits, baseline: Base
         fit=fit_recipe,
         teacher=teacher,
         log_metrics=lambda metrics, step: steps.append((dict(metrics), step)),
-        evaluate=lambda m: accuracy(m, data.val_x, data.val_y)[1],
+        evaluate=lambda m: split_accuracy(m, data, "val")[1],
         scratch_recipe=config.scratch_recipe(),
     )
 
@@ -227,6 +228,7 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
     ``arms`` beyond ``"method"`` (``scratch``, ``shuffled``; see ``bench.arms``) are controls derived from the
     same compressed model and trained under the same budget; their results are in ``RunResult.controls``.
     """
+    load_plugins(config.plugins, entry_points=False)  # no-op where this process has loaded them already
     method = build_method(config)
     data = load_data(config)
     baseline, _ = ensure_baseline(config, data, progress=progress)
@@ -286,9 +288,9 @@ class _Arm:
 
 
 def _control_arm(name: str, config: ExperimentConfig, untuned: nn.Module, baseline: Baseline,
-                 data: datasets.DataSplits, progress: bool) -> _Arm:
+                 data: datasets.Data, progress: bool) -> _Arm:
     """A control derived from the method's compressed model, with a budget equal to a one-shot arm's."""
-    n_train = len(data.train_y)
+    n_train = data.sizes()["train"]
     if name == "shuffled":
         model = arms_lib.shuffled(untuned, baseline.model, config.seed)
         recipe = config.finetune
@@ -308,7 +310,7 @@ def _control_arm(name: str, config: ExperimentConfig, untuned: nn.Module, baseli
 
 
 def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, baseline: Baseline,
-               data: datasets.DataSplits, control: dict[str, float], tracker: Tracker, parent_run_id: str | None,
+               data: datasets.Data, control: dict[str, float], tracker: Tracker, parent_run_id: str | None,
                extra_tags: dict[str, Any] | None, on_run_start: Callable[[str], None] | None) -> RunResult:
     tags = _tags(config, "compressed", config.method,
                  {"baseline_key": baseline.key, **run_tags(config, arm.name), **(extra_tags or {})})
@@ -324,8 +326,8 @@ def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, base
             tracker.log_metrics(run_id, metrics, step)
         model = arm.model
         model.eval()
-        before = {"acc_top1_before_finetune": accuracy(model, data.test_x, data.test_y)[1],
-                  "val_acc_top1_before_finetune": accuracy(model, data.val_x, data.val_y)[1]}
+        before = {"acc_top1_before_finetune": split_accuracy(model, data, "test")[1],
+                  "val_acc_top1_before_finetune": split_accuracy(model, data, "val")[1]}
         start = time.perf_counter()
         model = arm.train(model)
         finetune_seconds = time.perf_counter() - start

@@ -357,6 +357,9 @@ class SweepProgress:
 
 
 def _spawned_worker(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int) -> None:
+    from bench.plugins import load_plugins
+
+    load_plugins(cfg.template.plugins)  # a spawned process starts with the built-in registries only
     # Two 2-thread training processes on 2 cores run 5-6x slower each: one thread per worker.
     worker_loop(cfg, tracking_uri, parent_run_id, worker, threads=1)
 
