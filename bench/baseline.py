@@ -20,9 +20,9 @@ import torch
 from filelock import FileLock
 
 from bench.config import ExperimentConfig, results_dir
-from bench.metrics import accuracy
+from bench.metrics import split_accuracy
 from bench.models import SequentialNet, create_model
-from datasets import DataSplits
+from datasets import Data
 
 
 @dataclass
@@ -45,7 +45,7 @@ def _lock(path: Path) -> FileLock:
     return FileLock(path)
 
 
-def build_model(config: ExperimentConfig, data: DataSplits) -> SequentialNet:
+def build_model(config: ExperimentConfig, data: Data) -> SequentialNet:
     return create_model(config.model, data.input_shape, data.num_classes, seed=config.seed, **dict(config.model_options))
 
 
@@ -56,7 +56,7 @@ def _save_init(model: torch.nn.Module, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _init_state(config: ExperimentConfig, data: DataSplits, path: Path) -> dict[str, torch.Tensor]:
+def _init_state(config: ExperimentConfig, data: Data, path: Path) -> dict[str, torch.Tensor]:
     """The random initialisation the baseline trained from: cached beside it; a cache from before this file
     existed gets it rebuilt (the initialisation is a function of the seed) and written."""
     if path.is_file():
@@ -68,7 +68,7 @@ def _init_state(config: ExperimentConfig, data: DataSplits, path: Path) -> dict[
     return _save_init(build_model(config, data), path)
 
 
-def _load(config: ExperimentConfig, data: DataSplits, weights: Path, meta: Path, with_init: bool) -> Baseline | None:
+def _load(config: ExperimentConfig, data: Data, weights: Path, meta: Path, with_init: bool) -> Baseline | None:
     if not (weights.is_file() and meta.is_file()):
         return None
     try:
@@ -92,7 +92,7 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def ensure_baseline(config: ExperimentConfig, data: DataSplits, progress: bool = False) -> tuple[Baseline, bool]:
+def ensure_baseline(config: ExperimentConfig, data: Data, progress: bool = False) -> tuple[Baseline, bool]:
     """(the baseline, whether it was trained now). Loads from the cache or trains and caches it. The random
     initialisation is read back only for a protocol that rewinds to it (each trial loads the baseline)."""
     from bench.training import fit
@@ -108,8 +108,8 @@ def ensure_baseline(config: ExperimentConfig, data: DataSplits, progress: bool =
         start = time.perf_counter()
         fit(model, config.baseline, data, config.seed, progress=progress, accelerator=config.accelerator)
         seconds = time.perf_counter() - start
-        val_acc = accuracy(model, data.val_x, data.val_y)[1]
-        test_acc = accuracy(model, data.test_x, data.test_y)[1]
+        val_acc = split_accuracy(model, data, "val")[1]
+        test_acc = split_accuracy(model, data, "test")[1]
         _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
         _atomic_write(meta, lambda p: p.write_text(json.dumps(
             {"val_acc": val_acc, "test_acc": test_acc, "train_seconds": seconds, "config": config.params()}, default=str)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -12,6 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.export import bake, deployable, lean, serialized_size
 from bench.models import classifier_of
+from datasets import Data
+from datasets.core import EVAL_BATCH, Batch, TensorBatches
 
 MEASURED_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -106,21 +108,33 @@ def model_pq_index(model: nn.Module) -> float:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
-             topk: tuple[int, ...] = (1,)) -> dict[int, float]:
-    """Top-k accuracy weighted by sample count (no per-batch averaging)."""
+def accuracy(model: nn.Module, x: torch.Tensor | Iterable[Batch], y: torch.Tensor | None = None,
+             batch_size: int = EVAL_BATCH, topk: tuple[int, ...] = (1,)) -> dict[int, float]:
+    """Top-k accuracy weighted by sample count (no per-batch averaging).
+
+    Over tensors ``x, y`` (cut into ``batch_size`` slices), or, with ``y`` None, over any iterable of
+    (inputs, labels) batches: a DataLoader, or a split of the runner's data (``split_accuracy``).
+    """
+    batches = TensorBatches(x, y, batch_size) if y is not None else x
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
     correct = {k: 0 for k in topk}
-    for i in range(0, len(y), batch_size):
-        logits = model(x[i:i + batch_size].to(device))
+    seen = 0
+    for xb, yb in batches:
+        logits = model(xb.to(device))
         top = logits.topk(max(topk), dim=1).indices.cpu()
-        hit = top == y[i:i + batch_size].unsqueeze(1)
+        hit = top == yb.unsqueeze(1)
         for k in topk:
             correct[k] += int(hit[:, :k].any(1).sum())
+        seen += len(yb)
     model.train(was_training)
-    return {k: c / len(y) for k, c in correct.items()}
+    return {k: c / seen for k, c in correct.items()}
+
+
+def split_accuracy(model: nn.Module, data: Data, split: str, topk: tuple[int, ...] = (1,)) -> dict[int, float]:
+    """Top-k accuracy on the ``"val"`` or ``"test"`` split, for data served from tensors and loaders alike."""
+    return accuracy(model, data.eval_batches(split), topk=topk)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """Training under Lightning: one LightningModule for classification (with optional distillation), one
-Trainer factory, and batches cut from in-memory tensors (no per-sample DataLoader collation)."""
+Trainer factory, and batches the data serves in the protocol's order (``Data.train_batches``: slices of
+in-memory tensors, no per-sample collation; or a map-style dataset's samples, see ``datasets.loaders``)."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.recipes import TrainRecipe
-from datasets import DataSplits
+from datasets import Data
+from datasets.core import TensorBatches, steps_per_epoch  # noqa: F401  (defined with the data; imported from here)
 
 
 
@@ -25,35 +27,10 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*litlogger.*")
 
 
-def steps_per_epoch(n_samples: int, batch_size: int) -> int:
-    """Optimiser steps in one pass over ``n_samples`` (the last, partial batch is a step too)."""
-    return math.ceil(n_samples / batch_size)
-
-
 def fit_steps(recipe: TrainRecipe, n_samples: int, max_steps: int | None = None) -> int:
     """The optimiser steps ``fit`` takes for ``recipe`` on ``n_samples`` images (capped by ``max_steps``)."""
     full = recipe.epochs * steps_per_epoch(n_samples, recipe.batch_size)
     return full if max_steps is None else min(full, max_steps)
-
-
-class TensorBatches:
-    """Mini-batches sliced from tensors held in memory; the order is reshuffled each epoch from a seed."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0):
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return steps_per_epoch(len(self.y), self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.shuffle:
-            order = torch.randperm(len(self.y), generator=self.generator)
-            x, y = self.x[order], self.y[order]  # one gather per epoch, then contiguous slices
-        else:
-            x, y = self.x, self.y
-        for i in range(0, len(y), self.batch_size):
-            yield x[i:i + self.batch_size], y[i:i + self.batch_size]
 
 
 class StepLimit:
@@ -296,7 +273,7 @@ def _early_stopping(patience: int):
     return EarlyStopping(monitor="val_acc", mode="max", patience=patience, min_delta=0.0, check_finite=True)
 
 
-def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teacher: nn.Module | None = None,
+def fit(model: nn.Module, recipe: TrainRecipe, data: Data, seed: int, teacher: nn.Module | None = None,
         kd_weight: float = 0.0, temperature: float = 1.0, progress: bool = False, accelerator: str = "auto",
         max_steps: int | None = None, report: dict | None = None, callbacks: list | None = None) -> nn.Module:
     """Train ``model`` in place on the training split; returns it on the CPU with the best-val weights.
@@ -307,24 +284,26 @@ def fit(model: nn.Module, recipe: TrainRecipe, data: DataSplits, seed: int, teac
     if given, receives the optimiser ``steps`` and ``epochs`` actually run (fewer than planned after an
     early stop); ``callbacks`` are extra Lightning callbacks.
     """
-    steps = fit_steps(recipe, len(data.train_y), max_steps)
+    n_train = data.sizes()["train"]
+    steps = fit_steps(recipe, n_train, max_steps)
     if report is not None:
         report.update(steps=0, epochs=0)
     if steps == 0:
         return model
-    epochs = math.ceil(steps / steps_per_epoch(len(data.train_y), recipe.batch_size))
+    epochs = math.ceil(steps / steps_per_epoch(n_train, recipe.batch_size))
     torch.manual_seed(seed)
     model.train()
     module = _lightning_module_class()(model, recipe, teacher, kd_weight, temperature, total_steps=steps)
     extra = [*(callbacks or []), *([_early_stopping(recipe.patience)] if recipe.patience is not None else [])]
     best = [_best_validation_callback()] if recipe.select_on_val else []
     trainer = make_trainer(epochs, progress, accelerator, [*extra, *best])
-    train = TensorBatches(data.train_x, data.train_y, recipe.batch_size, shuffle=True, seed=seed)
-    train = data.augment(train, seed)  # the dataset's seeded training-only transform (CIFAR crop + flip), if any
+    # The recipe's batch size in the run's seeded order, with the dataset's seeded training-only transform
+    # (CIFAR crop + flip), if any.
+    train = data.train_batches(recipe.batch_size, seed)
     if steps < recipe.epochs * len(train):
         train = StepLimit(train, steps)
     train = StepGroups(train, module.log_every)
-    val = TensorBatches(data.val_x, data.val_y, 1024)
+    val = data.eval_batches("val")
     _fit_interruptibly(trainer, module, train, val)
     if report is not None:
         report.update(steps=module.steps_taken, epochs=trainer.current_epoch)

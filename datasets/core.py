@@ -1,13 +1,20 @@
-"""The dataset contract: in-memory train / val / test tensors, plus what a model needs to know."""
+"""The dataset contract: train / val / test splits, plus what a model needs to know.
+
+A registered builder returns ``DataSplits`` (tensors in memory, the usual case), a Lightning DataModule or a
+(train, val, test) triple of DataLoaders; ``get`` adapts the latter two into ``datasets.loaders.LoaderSplits``.
+The runner sees either through the same few members (``Data``): ``name``, ``input_shape``, ``num_classes``,
+``sizes()``, ``sha256``, ``train_batches(batch_size, seed)`` and ``eval_batches(split)``.
+"""
 from __future__ import annotations
 
 import functools
 import hashlib
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +36,37 @@ BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 # Added to the training seed so augmentation draws from its own stream, not the shuffling one.
 AUGMENT_SALT = 7919
 
+# Evaluation (validation during training, val / test metrics) cuts splits into batches of this size, whatever
+# the data's origin: a batch's size can change a kernel's float rounding, so it is fixed, not the user's.
+EVAL_BATCH = 1024
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def steps_per_epoch(n_samples: int, batch_size: int) -> int:
+    """Optimiser steps in one pass over ``n_samples`` (the last, partial batch is a step too)."""
+    return math.ceil(n_samples / batch_size)
+
+
+class TensorBatches:
+    """Mini-batches sliced from tensors held in memory; the order is reshuffled each epoch from a seed."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0):
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return steps_per_epoch(len(self.y), self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.shuffle:
+            order = torch.randperm(len(self.y), generator=self.generator)
+            x, y = self.x[order], self.y[order]  # one gather per epoch, then contiguous slices
+        else:
+            x, y = self.x, self.y
+        for i in range(0, len(y), self.batch_size):
+            yield x[i:i + self.batch_size], y[i:i + self.batch_size]
+
 
 class TransformedBatches:
     """Training batches with a seeded transform applied to the inputs (labels untouched).
@@ -49,8 +87,43 @@ class TransformedBatches:
             yield self.transform(x, self.generator), y
 
 
+class Data(Protocol):
+    """What the runner uses of a dataset, served from tensors (``DataSplits``) or loaders (``LoaderSplits``).
+
+    ``train_batches`` are the protocol's: the recipe's batch size and an order drawn from the run's seed
+    (reshuffled every epoch), never the user's loader settings, so every method gets the same budget.
+    """
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    def sizes(self) -> dict[str, int]: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterable[Batch]: ...
+
+    def eval_batches(self, split: str, batch_size: int = EVAL_BATCH) -> Iterable[Batch]: ...
+
+
+def hash_tensor(h: Any, t: torch.Tensor, rows: int | None = None, header: bool = True) -> None:
+    """Feed tensor ``t`` to ``h`` as ``DataSplits.sha256`` does: a ``dtype(shape)`` header, then its bytes.
+
+    A split streamed in batches gives the same digest as the whole tensor: the first batch passes the
+    split's ``rows`` for the header, later ones ``header=False``.
+    """
+    a = t.detach().cpu().contiguous().numpy()
+    if header:
+        h.update(f"{a.dtype}{(len(a) if rows is None else rows, *a.shape[1:])}".encode())
+    h.update(memoryview(a).cast("B"))
+
+
 @dataclass(frozen=True)
 class DataSplits:
+    """Six in-memory tensors (train / val / test inputs and int64 labels) and what a model needs to know."""
+
     name: str
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -72,17 +145,26 @@ class DataSplits:
         measured on, so a changed split, slice or preprocessing gives another digest. Computed once per object."""
         h = hashlib.sha256()
         for t in (self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y):
-            a = t.detach().cpu().contiguous().numpy()
-            h.update(f"{a.dtype}{a.shape}".encode())
-            h.update(memoryview(a).cast("B"))
+            hash_tensor(h, t)
         return h.hexdigest()
 
     def augment(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], seed: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """Training batches with ``train_transform`` applied (seeded); ``batches`` itself when there is none."""
         return batches if self.train_transform is None else TransformedBatches(batches, self.train_transform, seed)
 
+    def train_batches(self, batch_size: int, seed: int) -> Iterable[Batch]:
+        """One epoch per iteration of the training split, shuffled from ``seed`` (a fresh order every epoch),
+        with the seeded ``train_transform`` applied."""
+        return self.augment(TensorBatches(self.train_x, self.train_y, batch_size, shuffle=True, seed=seed), seed)
 
-_DATASETS: Registry[Callable[..., DataSplits]] = Registry("dataset")
+    def eval_batches(self, split: str, batch_size: int = EVAL_BATCH) -> Iterable[Batch]:
+        """The ``"val"`` or ``"test"`` split in order, never transformed."""
+        x, y = {"val": (self.val_x, self.val_y), "test": (self.test_x, self.test_y)}[split]
+        return TensorBatches(x, y, batch_size)
+
+
+# A builder returns DataSplits, a LightningDataModule or a (train, val, test) triple of DataLoaders.
+_DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
 register_dataset = _DATASETS.register
 
 
@@ -109,23 +191,26 @@ def carve(
     scale: float = 255.0,
     train_limit: int | None = None,
     per_channel: bool = False,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DataSplits:
     """Split (seeded by SPLIT_SEED), scale, and standardise with statistics of the training part only.
 
-    Where a dataset has no official test split, ``test_fraction`` of it is held out first.
+    Where a dataset has no official test split, ``test_fraction`` of it is held out first; where it has no
+    official validation split (``val``), ``val_fraction`` of the rest is held out as val.
     ``train_limit`` keeps the first n training images (for quick runs); val and test stay whole.
     ``per_channel`` standardises each channel (``input_shape[0]``) with its own mean and std, as is
     usual for colour images; otherwise one mean and std cover all pixels.
     """
     rng = np.random.default_rng(SPLIT_SEED)
     if test_x is None:
-        order = rng.permutation(len(y))
-        n_test = int(round(test_fraction * len(y)))
-        test_x, test_y = x[order[:n_test]], y[order[:n_test]]
-        x, y = x[order[n_test:]], y[order[n_test:]]
-    order = rng.permutation(len(y))
-    n_val = int(round(val_fraction * len(y)))
-    val_idx, train_idx = order[:n_val], order[n_val:]
+        test_idx, rest = hold_out(rng, len(y), test_fraction)
+        test_x, test_y = x[test_idx], y[test_idx]
+        x, y = x[rest], y[rest]
+    if val is None:
+        val_idx, train_idx = hold_out(rng, len(y), val_fraction)
+        val_x, val_y = x[val_idx], y[val_idx]
+    else:
+        (val_x, val_y), train_idx = val, np.arange(len(y))
     if train_limit is not None:
         if train_limit < 1:
             raise ValueError(f"train_limit must be a positive integer, got {train_limit}")
@@ -148,10 +233,21 @@ def carve(
     return DataSplits(
         name=name,
         train_x=prep(x[train_idx]), train_y=labels(y[train_idx]),
-        val_x=prep(x[val_idx]), val_y=labels(y[val_idx]),
+        val_x=prep(val_x), val_y=labels(val_y),
         test_x=prep(test_x), test_y=labels(test_y),
         input_shape=tuple(input_shape), num_classes=num_classes,
     )
+
+
+def hold_out(rng: np.random.Generator, n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out indices, the rest): ``round(fraction * n)`` of ``range(n)`` in a random order drawn from ``rng``.
+
+    The one carving rule: ``carve`` draws test and val with it from ``SPLIT_SEED``, and loader data whose
+    validation split is missing gets its val the same way (``datasets.loaders``).
+    """
+    order = rng.permutation(n)
+    k = int(round(fraction * n))
+    return order[:k], order[k:]
 
 
 def channel_statistics(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +275,26 @@ def dataset_origin(name: str) -> str:
     return _DATASETS.origin(name)
 
 
-def get(name: str, **options) -> DataSplits:
-    """Load a registered dataset from local files; never touches the network (see ``fetch``)."""
-    return _DATASETS.get(name)(**options)
+# ``file:PATH`` names an .npz of arrays instead of a registered dataset (``datasets.files``).
+FILE_PREFIX = "file:"
+
+
+def is_known(name: str) -> bool:
+    """Whether ``get`` resolves ``name``: a registered dataset or a ``file:PATH`` name. The file itself is
+    read, and checked, only by ``get`` (a missing or malformed one raises ``DataError`` saying what is wrong)."""
+    return name in _DATASETS or (name.startswith(FILE_PREFIX) and len(name) > len(FILE_PREFIX))
+
+
+def get(name: str, **options: Any) -> Data:
+    """Load a registered dataset (or a ``file:PATH`` .npz) from local files; never touches the network (see
+    ``fetch``). A builder that returns a DataModule or DataLoaders is adapted into ``LoaderSplits``.
+
+    (``datasets.files`` and ``datasets.loaders`` build on this module, so they are imported when needed.)
+    """
+    if name.startswith(FILE_PREFIX):
+        from datasets.files import load_npz
+
+        return load_npz(name, **options)
+    from datasets.loaders import adapt
+
+    return adapt(name, _DATASETS.get(name)(**options))
