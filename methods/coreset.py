@@ -1,8 +1,10 @@
 """Data-independent coreset neuron pruning (Mussay et al., "Data-Independent Neural Pruning via
 Coresets", ICLR 2020, arXiv:1907.04018; first titled "On Activation Function Coresets for Network Pruning").
 
-Spec: shared/methods/coreset.md. Structured: every hidden layer keeps a sampled subset of its units and
-the result is a physically smaller dense network. No data is touched to choose the units.
+Spec: shared/methods/coreset.md. Structured: every coupled unit group (a hidden layer of a chain, or a
+residual stage with every layer that writes into or reads its stream; ``methods.common.unit_groups``) keeps a
+sampled subset of its units and the result is a physically smaller dense network. No data is touched to
+choose the units.
 """
 from __future__ import annotations
 
@@ -15,14 +17,15 @@ from torch import nn
 
 from methods import register
 from methods.common.base import RATIO_TOLERANCE, CompressionError, Context, Method
-from methods.common.structured import (
-    ACTIVATION_TYPES, NORM_TYPES, Slot, budget_for_ratio, geometric_widths, integer_widths, remove_units, slots,
-    width, widths, widths_for_budget,
-)
+from methods.common.structured import WidthCount, budget_for_ratio, geometric_widths, integer_widths, widths_for_budget
+from methods.common.unit_groups import UnitGroup, group_param_counter, group_widths, keep_units, unit_groups
 
 # Activations for which sup_{|z|<=r} |φ(z)| = max(|φ(r)|, |φ(−r)|): monotone ones (Cor. 8/9 of the paper).
 MONOTONE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.ELU, nn.CELU, nn.SELU, nn.ReLU6,
             nn.Hardtanh, nn.Hardsigmoid, nn.LogSigmoid, nn.Softsign)
+# Activations with |φ(z)| <= |z|: a residual stream's value after the activation is then bounded by its
+# pre-activation, so one radius (the sum over the stream's producers) bounds every block's pre-activation.
+CONTRACTING = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.Hardtanh, nn.Tanh, nn.Softsign, nn.Identity)
 MAX_DRAWS = 100_000_000  # safety net for "until k distinct" with vanishing probabilities
 
 
@@ -30,65 +33,115 @@ MAX_DRAWS = 100_000_000  # safety net for "until k distinct" with vanishing prob
 # Sensitivity (Alg. 2 line 2; Cor. 8/9)
 
 
-def activation_after(model: nn.Sequential, slot: Slot) -> nn.Module:
-    """The activation applied to the layer's units: the first activation between it and the next layer.
+def activation_after(group: UnitGroup) -> nn.Module:
+    """The activation φ applied to the group's units (the identity where there is none).
 
-    BatchNorm before it is folded into the points (``unit_points``); pools, Flatten and dropout after it
-    keep every value inside [inf φ, sup φ] on the ball, so the bound still holds. No activation means the
-    identity. A norm *after* the activation, or an activation the bound does not cover, is refused.
+    BatchNorm right after a producer is folded into the points (``unit_points``); pools, Flatten and the
+    like keep every value inside [inf φ, sup φ] on the ball, so the bound still holds. Refused
+    (ValueError): a BatchNorm after the activation, different activations on one group, an op the bound
+    does not cover, and an activation that is not monotone. A group with several producers (a residual
+    stream) or a parameter-free shortcut needs |φ(z)| <= |z| as well (``sensitivity_of``).
     """
-    seen_activation: nn.Module | None = None
-    for i in slot.between:
-        module = model[i]
-        if isinstance(module, ACTIVATION_TYPES) and seen_activation is None:
-            seen_activation = module
-        elif isinstance(module, NORM_TYPES) and seen_activation is not None:
-            raise ValueError(f"{type(module).__name__} at {i} follows the activation of layer {slot.index}; the "
-                             "coreset bound needs the unit's output to be φ(p·x)")
-    if seen_activation is None:
-        return nn.Identity()
-    if not isinstance(seen_activation, MONOTONE):
+    producers = {p.layer for p in group.producers}
+    for norm in group.norms:
+        if norm not in {p.norm for p in group.producers}:
+            raise ValueError(f"{type(norm).__name__} follows the activation of group {group.index}; the coreset "
+                             "bound needs the unit's output to be φ(p·x)")
+    if group.other_ops:
+        raise ValueError(f"group {group.index} passes through {', '.join(sorted(set(group.other_ops)))}, which the "
+                         "coreset bound does not cover")
+    kinds = {(type(a), repr(a)) for a in group.activations}
+    if len(kinds) > 1:
+        raise ValueError(f"group {group.index} has different activations ({', '.join(sorted(k[1] for k in kinds))})")
+    activation = group.activations[0] if group.activations else nn.Identity()
+    if not isinstance(activation, MONOTONE + (nn.Identity,)):
         names = ", ".join(c.__name__ for c in MONOTONE)
         raise ValueError(f"coreset sensitivity needs a monotone activation ({names}); "
-                         f"layer {slot.index} is followed by {type(seen_activation).__name__}")
-    return seen_activation
+                         f"group {group.index} is followed by {type(activation).__name__}")
+    if (len(producers) > 1 or group.pads_out or group.pads_in) and not _contracting(activation):
+        raise ValueError(f"group {group.index} is a residual stream with {type(activation).__name__}: its bound "
+                         "needs |φ(z)| <= |z| (ReLU, LeakyReLU, ReLU6, Hardtanh, Tanh, Softsign)")
+    return activation
+
+
+def _contracting(activation: nn.Module) -> bool:
+    if isinstance(activation, nn.LeakyReLU):
+        return abs(activation.negative_slope) <= 1
+    if isinstance(activation, nn.Hardtanh):
+        return activation.min_val <= 0 <= activation.max_val
+    return isinstance(activation, CONTRACTING)
 
 
 @torch.no_grad()
-def unit_points(model: nn.Sequential, slot: Slot) -> torch.Tensor:
-    """p_i = [incoming weights (flattened filter), bias] per unit, shape (n, d+1) (paper §3, x̂ = (x, 1)).
+def unit_points(group: UnitGroup) -> list[torch.Tensor]:
+    """Per producer, p_i = [incoming weights (flattened filter), bias] per unit, shape (n, d+1) (paper §3,
+    x̂ = (x, 1)).
 
-    A BatchNorm between the layer and its activation is folded in with its running statistics (its
-    eval-mode affine map), so p_i·x̂ is the true pre-activation: our reading, as the paper has no BN.
+    A BatchNorm right after the producer is folded in with its running statistics (its eval-mode affine
+    map), so p_i·x̂ is the true pre-activation: our reading, as the paper has no BN.
     """
-    layer = model[slot.index]
-    n = width(layer)
-    # On the CPU in float64: sampling uses a CPU generator, and tiny probabilities should not underflow.
-    weight = layer.weight.detach().cpu().reshape(n, -1).double()
-    bias = layer.bias.detach().cpu().double() if layer.bias is not None else torch.zeros(n, dtype=torch.float64)
-    for i in slot.between:
-        norm = model[i]
-        if isinstance(norm, ACTIVATION_TYPES):
-            break
-        if isinstance(norm, NORM_TYPES):
+    out = []
+    for producer in group.producers:
+        layer, rows = producer.layer, producer.rows
+        # On the CPU in float64: sampling uses a CPU generator, and tiny probabilities should not underflow.
+        weight = layer.weight.detach().cpu()[rows].reshape(len(rows), -1).double()
+        bias = (layer.bias.detach().cpu()[rows].double() if layer.bias is not None
+                else torch.zeros(len(rows), dtype=torch.float64))
+        norm = producer.norm
+        if norm is not None:
             if not norm.track_running_stats:
-                raise ValueError(f"{type(norm).__name__} at {i} keeps no running statistics; it cannot be folded")
-            var, mean = norm.running_var.detach().cpu().double(), norm.running_mean.detach().cpu().double()
+                raise ValueError(f"{type(norm).__name__} keeps no running statistics; it cannot be folded")
+            var, mean = norm.running_var.detach().cpu()[rows].double(), norm.running_mean.detach().cpu()[rows].double()
             scale = (var + norm.eps).rsqrt()
             shift = -mean * scale
             if norm.affine:
-                gamma, beta = norm.weight.detach().cpu().double(), norm.bias.detach().cpu().double()
+                gamma, beta = norm.weight.detach().cpu()[rows].double(), norm.bias.detach().cpu()[rows].double()
                 scale, shift = scale * gamma, shift * gamma + beta
             weight, bias = weight * scale[:, None], bias * scale + shift
-    return torch.cat([weight, bias[:, None]], dim=1)
+        out.append(torch.cat([weight, bias[:, None]], dim=1))
+    return out
 
 
 @torch.no_grad()
-def outgoing_weights(model: nn.Sequential, slot: Slot) -> torch.Tensor:
-    """Next-layer weights grouped per unit, shape (k, n, g): g = 1 for Linear -> Linear, the kernel
+def outgoing_weights(group: UnitGroup) -> list[torch.Tensor]:
+    """Per consumer, its weights grouped per unit, shape (k, n, g): g = 1 for Linear -> Linear, the kernel
     positions for Conv2d -> Conv2d, H*W for Conv2d -> Flatten -> Linear."""
-    nxt, n = model[slot.next_index], width(model[slot.index])
-    return nxt.weight.detach().cpu().double().reshape(nxt.weight.shape[0], n, -1)
+    out = []
+    for consumer in group.consumers:
+        weight = consumer.layer.weight.detach().cpu().double()
+        n = consumer.columns.shape[0]
+        out.append(weight[:, consumer.columns.flatten()].reshape(weight.shape[0], n, -1))
+    return out
+
+
+def sensitivity_of(group: UnitGroup, beta: float) -> torch.Tensor:
+    """s_i of every unit of a group; for one producer and one consumer exactly ``sensitivity`` (the paper).
+
+    A group with several producers and consumers (a residual stage: every block's conv2+BN writes into the
+    summed stream, every block's conv1 reads it) is bounded the same way, under the same assumption that
+    every layer's input lies in the β-ball:
+    * radius: the stream's pre-activation at any block is the sum of what its producers wrote so far, each
+      at most β‖p_i‖, plus at most β from an option A shortcut that routes a unit of the previous stage
+      into it; with |φ(z)| <= |z| the activation between blocks does not enlarge it (triangle
+      inequality), so β·Σ_producers ‖p_i‖ (+β) bounds every block's pre-activation;
+    * reach: the largest ‖W[j, i, :]‖₁ over all consumers (each reads the unit once), at least 1 where a
+      parameter-free shortcut passes the unit on with weight 1.
+    """
+    points, outgoing = unit_points(group), outgoing_weights(group)
+    activation = activation_after(group)
+    if len(points) == 1 and len(outgoing) == 1 and not group.pads_in and not group.pads_out:
+        return sensitivity(points[0], outgoing[0], activation, beta)
+    norms = sum(p.double().norm(dim=1) for p in points)
+    radius = beta * norms
+    for pad in group.pads_out:  # units that receive a channel of the previous stage
+        radius[pad.positions[pad.positions >= 0].cpu()] += beta
+    reach = torch.zeros(group.width, dtype=torch.float64)
+    for w in outgoing:
+        reach = torch.maximum(reach, w.abs().sum(dim=2).amax(dim=0))
+    for pad in group.pads_in:  # units passed on unscaled by the shortcut
+        carried = (pad.positions >= 0).cpu()
+        reach[carried] = reach[carried].clamp(min=1.0)
+    return reach * sup_activation(activation, radius)
 
 
 @torch.no_grad()
@@ -196,7 +249,7 @@ def draws_for_width(pr: torch.Tensor, k: int, limit: int = 10_000_000) -> int:
 @register("coreset")
 @dataclass(frozen=True)
 class Coreset(Method):
-    """Sensitivity sampling of neurons / channels, layer by layer from the first hidden layer up.
+    """Sensitivity sampling of neurons / channels, unit group by unit group in forward order.
 
     sampling: ``coreset`` draws from pr ∝ s (the paper); ``uniform`` draws from pr = 1/n with the same
     reweighting (the paper's uniform control); ``topk`` keeps the k largest ‖p_i‖ with no reweighting
@@ -248,7 +301,7 @@ class Coreset(Method):
         if not self.finetune_each_layer:
             return 0
         try:
-            return max(len(slots(model)) - 1, 0)
+            return max(len(unit_groups(model)) - 1, 0)
         except ValueError:  # compress refuses such a model with a CompressionError
             return 0
 
@@ -256,66 +309,72 @@ class Coreset(Method):
         dense_params = sum(p.numel() for p in model.parameters())
         budget = budget_for_ratio(dense_params, target_ratio)
         try:
-            layers = slots(model)
-            for slot in layers:
-                activation_after(model, slot)  # refuse unsupported activations before any work
+            groups = unit_groups(model)
+            for group in groups:
+                activation_after(group)  # refuse unsupported activations before any work
+            count = group_param_counter(model)
         except ValueError as e:
-            # Structural limits of the model (residual blocks, grouped convs, non-monotone activations)
-            # make the target out of reach for this method: a CompressionError, not a crash.
-            raise CompressionError(f"coreset cannot prune {type(model).__name__} layer by layer: {e}") from None
-        plan = self.plan(model, budget)
-        for pos, slot in enumerate(layers):
+            # Structural limits of the model (grouped convs, non-monotone activations, layers whose units
+            # cannot be removed) make the target out of reach for this method: a CompressionError, not a crash.
+            raise CompressionError(f"coreset cannot prune {type(model).__name__} group by group: {e}") from None
+        if not groups:
+            raise CompressionError(f"coreset found no prunable unit group in {type(model).__name__} "
+                                   "(only its classifier has Linear/Conv2d outputs)")
+        plan = self.plan(count, budget)
+        for pos in range(len(groups)):
             if self.draws == "fixed" and self.sampling != "topk" and pos > 0:
-                plan = self._replan(model, budget, plan, pos, target_ratio)
-            stats = self.prune_layer(model, slot, plan[pos], context.generator(salt=pos))
+                plan = self._replan(model, count, budget, plan, pos, target_ratio)
+            stats = self.prune_group(model, pos, plan[pos], context.generator(salt=pos))
             if context.evaluate is not None:
                 stats["val_acc"] = context.evaluate(model)
             context.log_metrics({f"coreset_{k}": v for k, v in stats.items()}, pos)
-            if self.finetune_each_layer and pos < len(layers) - 1:
+            if self.finetune_each_layer and pos < len(groups) - 1:
                 model = context.finetune(model)
         achieved = dense_params / sum(p.numel() for p in model.parameters())
         if abs(achieved / target_ratio - 1) > RATIO_TOLERANCE:
-            raise CompressionError(f"draws=fixed gave widths {widths(model)}, {achieved:.3g}x against the requested "
-                                   f"{target_ratio:g}x (beyond ±3%); use draws=until-k to hit widths exactly")
+            raise CompressionError(f"draws=fixed gave widths {group_widths(model)}, {achieved:.3g}x against the "
+                                   f"requested {target_ratio:g}x (beyond ±3%); use draws=until-k to hit widths exactly")
         return model
 
-    def plan(self, model: nn.Sequential, budget: float, fixed: dict[int, int] | None = None) -> list[int]:
-        """Kept width per prunable layer for a parameter budget (the classifier is never pruned)."""
+    def plan(self, count: WidthCount, budget: float, fixed: dict[int, int] | None = None) -> list[int]:
+        """Kept width per unit group for a parameter budget (the classifier is never pruned)."""
         if self.allocation == "cost-aware":
-            return integer_widths(model, budget, geometric_widths(model, budget, fixed), fixed)
+            return integer_widths(count, budget, geometric_widths(count, budget, fixed), fixed)
         shares = None
         if self.allocation == "explicit":
-            if len(self.keep_shares) != len(slots(model)):
+            if len(self.keep_shares) != count.size:
                 raise ValueError(f"keep_shares has {len(self.keep_shares)} entries; the model has "
-                                 f"{len(slots(model))} prunable layers")
+                                 f"{count.size} prunable unit groups")
             shares = self.keep_shares
-        return widths_for_budget(model, budget, shares, fixed)
+        return widths_for_budget(count, budget, shares, fixed)
 
-    def _replan(self, model: nn.Sequential, budget: float, plan: list[int], pos: int, target_ratio: float) -> list[int]:
-        """Widths for the layers from ``pos`` on, given the random widths fixed draws gave the earlier ones."""
-        got = widths(model)[:pos]
+    def _replan(self, model: nn.Module, count: WidthCount, budget: float, plan: list[int], pos: int,
+                target_ratio: float) -> list[int]:
+        """Widths for the groups from ``pos`` on, given the random widths fixed draws gave the earlier ones."""
+        got = group_widths(model)[:pos]
         try:
-            return self.plan(model, budget, fixed=dict(enumerate(got)))
+            return self.plan(count, budget, fixed=dict(enumerate(got)))
         except CompressionError:
             raise CompressionError(
                 f"draws=fixed (the paper's rule, random widths) kept {got} units where {plan[:pos]} were planned, "
                 f"and the later layers cannot make up the difference for {target_ratio:g}x within ±3%; "
                 "use draws=until-k, which hits the planned widths exactly") from None
 
-    def prune_layer(self, model: nn.Sequential, slot: Slot, k: int, generator: torch.Generator) -> dict[str, float]:
-        """Keep k units of the layer at ``slot`` (in place); returns what happened, for logging."""
-        n = width(model[slot.index])
-        points = unit_points(model, slot)
+    def prune_group(self, model: nn.Module, index: int, k: int, generator: torch.Generator) -> dict[str, float]:
+        """Keep k units of unit group ``index`` (in place); returns what happened, for logging."""
+        group = unit_groups(model)[index]
+        n = group.width
         if k >= n:
             return {"width": n, "draws": 0, "max_scale": 1.0}
         if self.sampling == "topk":
-            keep = torch.argsort(points.norm(dim=1), descending=True, stable=True)[:k].sort().values
-            remove_units(model, slot, keep)
+            norms = sum(p.norm(dim=1) for p in unit_points(group))
+            keep = torch.argsort(norms, descending=True, stable=True)[:k].sort().values
+            keep_units(model, index, keep)
             return {"width": k, "draws": 0, "max_scale": 1.0}
-        s = sensitivity(points, outgoing_weights(model, slot), activation_after(model, slot), self.beta)
+        s = sensitivity_of(group, self.beta)
         pr = probabilities(s) if self.sampling == "coreset" else torch.full((n,), 1.0 / n, dtype=torch.float64)
         keep, scale, draws = self._sample(pr, k, generator)
-        remove_units(model, slot, keep, scale if self.reweight else None)
+        keep_units(model, index, keep, scale if self.reweight else None)
         return {"width": len(keep), "draws": draws, "max_scale": float(scale.max()),
                 "total_sensitivity": float(s.sum())}
 

@@ -14,13 +14,19 @@ from bench.models import SequentialNet, create_model
 from conftest import TINY_MODELS, make_context, tiny_model
 from methods.common.base import CompressionError
 from methods.common.structured import (
-    ParamCounter, budget_for_ratio, geometric_widths, integer_widths, param_count, remove_units, resize, slots,
+    budget_for_ratio, geometric_widths, integer_widths, param_count, param_counter, remove_units, resize, slots,
     widths, widths_for_budget,
 )
+from methods.common.unit_groups import group_widths, unit_groups
 from methods.coreset import (
     Coreset, activation_after, draws_for_width, outgoing_weights, probabilities, sample_fixed, sample_until,
     sensitivity, sup_activation, unit_points,
 )
+
+
+def _group(model, pos, input_shape=None):
+    """Unit group ``pos`` of a chain (the group of its pos-th prunable layer)."""
+    return unit_groups(model, input_shape)[pos]
 
 RATIOS = (2, 4, 8, 16, 32)
 
@@ -92,7 +98,7 @@ def test_zero_outgoing_neuron_is_never_kept_by_the_method():
     rows = model[1].weight.detach().clone()
     for seed in range(20):
         pruned = clone(model)
-        Coreset().prune_layer(pruned, slots(pruned)[0], 40, _gen(seed))
+        Coreset().prune_group(pruned, 0, 40, _gen(seed))
         kept = [int((rows == r).all(1).nonzero()) for r in pruned[1].weight.detach()]
         assert len(kept) == 40 and 5 not in kept
 
@@ -178,7 +184,7 @@ def test_folded_batchnorm_points_give_the_true_preactivation():
         norm.bias.copy_(torch.randn(8, generator=_gen(4)))
     model.eval()
     x = torch.randn(3, 1, 16, 16, generator=_gen(5))
-    points = unit_points(model, slots(model)[0]).float()
+    points = unit_points(_group(model, 0))[0].float()
     patches = nn.functional.unfold(x, 3, padding=1)  # (batch, 9, 256)
     expected = model[1](model[0](x)).flatten(2)  # (batch, 8, 256)
     got = torch.einsum("cd,bdl->bcl", points[:, :-1], patches) + points[:, -1][None, :, None]
@@ -189,22 +195,23 @@ def test_conv_sensitivity_uses_l1_norm_of_next_layer_channel_weights():
     model = create_model("lenet5", (1, 28, 28), 4, seed=0, channels=(4, 6), hidden=16)
     conv_slot, flat_slot = slots(model)[0], slots(model)[1]
     assert (conv_slot.group, flat_slot.group) == (1, 16)  # 6 channels of 4x4 feed the Linear
-    for slot in (conv_slot, flat_slot):
+    for pos, slot in enumerate((conv_slot, flat_slot)):
         w2, n = model[slot.next_index].weight.detach().double(), model[slot.index].weight.shape[0]
         reach = torch.stack([w2.reshape(w2.shape[0], n, -1)[:, i].abs().sum(1).max() for i in range(n)])
-        points = unit_points(model, slot)
+        group = _group(model, pos)
+        points = unit_points(group)[0]
         manual = reach * points.norm(dim=1)  # ReLU: sup |φ| = ‖p‖ on the unit ball
-        s = sensitivity(points, outgoing_weights(model, slot), activation_after(model, slot), 1.0)
+        s = sensitivity(points, outgoing_weights(group)[0], activation_after(group), 1.0)
         torch.testing.assert_close(s, manual)
 
 
 def test_unsupported_activation_and_norm_after_activation_are_refused():
     gelu = SequentialNet(nn.Flatten(), nn.Linear(8, 6), nn.GELU(), nn.Linear(6, 3))
     with pytest.raises(ValueError, match="monotone"):
-        activation_after(gelu, slots(gelu)[0])
+        activation_after(_group(gelu, 0, (8,)))
     late_norm = SequentialNet(nn.Flatten(), nn.Linear(8, 6), nn.ReLU(), nn.BatchNorm1d(6), nn.Linear(6, 3))
     with pytest.raises(ValueError, match="follows the activation"):
-        activation_after(late_norm, slots(late_norm)[0])
+        activation_after(_group(late_norm, 0, (8,)))
     mixing = SequentialNet(nn.Flatten(), nn.Linear(8, 6), nn.LayerNorm(6), nn.Linear(6, 3))
     with pytest.raises(ValueError, match="LayerNorm"):
         slots(mixing)
@@ -272,7 +279,7 @@ def test_surgery_keeps_rows_and_columns_and_leaves_other_layers_bit_identical():
 def test_method_prune_layer_shapes_and_untouched_layers():
     model = tiny_model("lenet300")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    Coreset().prune_layer(model, slots(model)[1], 17, _gen(0))
+    Coreset().prune_group(model, 1, 17, _gen(0))
     after = model.state_dict()
     assert after["3.weight"].shape == (17, 300) and after["5.weight"].shape == (4, 17)
     assert torch.equal(after["1.weight"], before["1.weight"]) and torch.equal(after["1.bias"], before["1.bias"])
@@ -302,7 +309,7 @@ def test_param_counter_matches_resized_models(key):
         kept = [int(torch.randint(1, w + 1, (1,), generator=g)) for w in full]
         small = clone(model)
         resize(small, kept)
-        assert params_total(small) == ParamCounter(model)(kept)
+        assert params_total(small) == param_counter(model)(kept)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -315,7 +322,8 @@ def test_budget_widths_reach_every_ratio(key):
     dense = params_total(model)
     for ratio in RATIOS:
         budget = budget_for_ratio(dense, ratio)
-        for kept in (widths_for_budget(model, budget), integer_widths(model, budget, geometric_widths(model, budget))):
+        count = param_counter(model)
+        for kept in (widths_for_budget(count, budget), integer_widths(count, budget, geometric_widths(count, budget))):
             small = clone(model)
             resize(small, kept)
             assert abs(dense / params_total(small) / ratio - 1) <= 0.03, (ratio, kept)
@@ -323,7 +331,7 @@ def test_budget_widths_reach_every_ratio(key):
 
 def test_uniform_allocation_keeps_one_fraction_where_granularity_allows():
     model = create_model("lenet300", (1, 28, 28), 10, seed=0)
-    kept = widths_for_budget(model, 266_610 / 4)
+    kept = widths_for_budget(param_counter(model), 266_610 / 4)
     assert abs(kept[0] / 300 - kept[1] / 100) < 0.03
 
 
@@ -331,8 +339,8 @@ def test_cost_aware_widths_solve_the_geometric_program():
     """Against an independent solver: scipy's SLSQP on max Σ log w s.t. P(w) = budget."""
     scipy_optimize = pytest.importorskip("scipy.optimize")
     model = create_model("mlp", (1, 28, 28), 10, seed=0, widths=(300, 200, 100))
-    count, budget = ParamCounter(model), 266_610 / 40
-    ours = geometric_widths(model, budget)
+    count, budget = param_counter(model), 266_610 / 40
+    ours = geometric_widths(count, budget)
     assert math.isclose(count(ours), budget, rel_tol=1e-6)
     result = scipy_optimize.minimize(
         lambda w: -sum(math.log(v) for v in w), x0=[10.0, 10.0, 10.0], method="SLSQP",
@@ -347,7 +355,7 @@ def test_cost_aware_widths_solve_the_geometric_program():
 def test_out_of_reach_budget_and_ratio_one_are_refused():
     model = tiny_model("lenet300")
     with pytest.raises(CompressionError, match="out of reach"):
-        widths_for_budget(model, budget_for_ratio(params_total(model), 1000))
+        widths_for_budget(param_counter(model), budget_for_ratio(params_total(model), 1000))
     with pytest.raises(CompressionError, match="ratio"):
         budget_for_ratio(params_total(model), 1.0)
 
@@ -384,15 +392,15 @@ def test_fixed_draws_run_the_paper_rule_and_stay_on_budget():
 
 def test_topk_keeps_the_largest_points():
     model = tiny_model("mlp")
-    norms = unit_points(model, slots(model)[0]).norm(dim=1)
-    Coreset(sampling="topk").prune_layer(model, slots(model)[0], 10, _gen(0))
-    kept = unit_points(model, slots(model)[0]).norm(dim=1)
+    norms = unit_points(_group(model, 0))[0].norm(dim=1)
+    Coreset(sampling="topk").prune_group(model, 0, 10, _gen(0))
+    kept = unit_points(_group(model, 0))[0].norm(dim=1)
     torch.testing.assert_close(kept.sort().values, norms.sort().values[-10:])
 
 
 def test_explicit_shares_shape_the_allocation():
     _, small = _compress({"allocation": "explicit", "keep_shares": (1.0, 4.0)}, "lenet300", 8)
-    w = widths(small)
+    w = group_widths(small)
     assert w[1] / 100 > 2 * w[0] / 300
 
 

@@ -220,39 +220,22 @@ def resize(model: nn.Sequential, kept_widths: Sequence[int]) -> None:
 # Budget
 
 
-class ParamCounter:
-    """Parameters the model would have if its prunable layers had given widths (``slots`` order).
+@dataclass(frozen=True)
+class WidthCount:
+    """Parameters a model would have at given widths of its prunable units (layers of a chain, or coupled
+    groups of any model), with ``full`` the current widths.
 
-    Counts weights, biases, affine BatchNorm entries, the classifier and every other parameter as is.
-    The count is a sum of terms coef · Π(widths of at most two layers) — a layer's weights scale with its
-    own width and with the width feeding it — so it is precomputed once and evaluated cheaply, also for
-    real-valued widths (the budget solvers use the continuous relaxation).
+    The count is a sum of terms coef · Π(at most two widths): a layer's weights scale with its own width
+    and with the width feeding it. Precomputed once and evaluated cheaply, also for real-valued widths (the
+    budget solvers use the continuous relaxation), so one solver serves chains and graphs alike.
     """
 
-    def __init__(self, model: nn.Sequential) -> None:
-        found = slots(model)
-        self.size = len(found)
-        out_of = {s.index: k for k, s in enumerate(found)}
-        in_of = {s.next_index: (k, s.group) for k, s in enumerate(found)}
-        norm_of = {i: k for k, s in enumerate(found) for i in s.between if isinstance(model[i], NORM_TYPES)}
-        # term: (coefficient, slot whose width multiplies it or None, second slot or None)
-        self.terms: list[tuple[float, int | None, int | None]] = []
-        for i, module in enumerate(model):
-            if isinstance(module, WEIGHT_TYPES):
-                per_pair = math.prod(module.kernel_size) if isinstance(module, nn.Conv2d) else 1
-                out_slot = out_of.get(i)
-                out_const = 1 if out_slot is not None else width(module)
-                if i in in_of:
-                    in_slot, group = in_of[i]
-                    self.terms.append((per_pair * group * out_const, out_slot, in_slot))
-                else:
-                    self.terms.append((per_pair * _in_width(module) * out_const, out_slot, None))
-                if module.bias is not None:
-                    self.terms.append((out_const, out_slot, None))
-            elif i in norm_of:
-                self.terms.append((2.0 if module.affine else 0.0, norm_of[i], None))
-            else:
-                self.terms.append((float(sum(p.numel() for p in module.parameters())), None, None))
+    full: tuple[int, ...]
+    terms: tuple[tuple[float, int | None, int | None], ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.full)
 
     def __call__(self, kept_widths: Sequence[float]) -> float:
         if len(kept_widths) != self.size:
@@ -263,9 +246,36 @@ class ParamCounter:
         return total
 
 
+def param_counter(model: nn.Sequential) -> WidthCount:
+    """The ``WidthCount`` of a chain over its ``slots``: weights, biases, affine BatchNorm entries, the
+    classifier and every other parameter as is."""
+    found = slots(model)
+    out_of = {s.index: k for k, s in enumerate(found)}
+    in_of = {s.next_index: (k, s.group) for k, s in enumerate(found)}
+    norm_of = {i: k for k, s in enumerate(found) for i in s.between if isinstance(model[i], NORM_TYPES)}
+    terms: list[tuple[float, int | None, int | None]] = []
+    for i, module in enumerate(model):
+        if isinstance(module, WEIGHT_TYPES):
+            per_pair = math.prod(module.kernel_size) if isinstance(module, nn.Conv2d) else 1
+            out_slot = out_of.get(i)
+            out_const = 1 if out_slot is not None else width(module)
+            if i in in_of:
+                in_slot, group = in_of[i]
+                terms.append((per_pair * group * out_const, out_slot, in_slot))
+            else:
+                terms.append((per_pair * _in_width(module) * out_const, out_slot, None))
+            if module.bias is not None:
+                terms.append((out_const, out_slot, None))
+        elif i in norm_of:
+            terms.append((2.0 if module.affine else 0.0, norm_of[i], None))
+        else:
+            terms.append((float(sum(p.numel() for p in module.parameters())), None, None))
+    return WidthCount(tuple(width(model[s.index]) for s in found), tuple(terms))
+
+
 def param_count(model: nn.Sequential, kept_widths: Sequence[float]) -> float:
-    """Parameters of ``model`` with its prunable layers at ``kept_widths`` (see ``ParamCounter``)."""
-    return ParamCounter(model)(kept_widths)
+    """Parameters of the chain ``model`` with its prunable layers at ``kept_widths`` (see ``param_counter``)."""
+    return param_counter(model)(kept_widths)
 
 
 def budget_for_ratio(dense_params: int, target_ratio: float) -> float:
@@ -280,8 +290,8 @@ def _ratio_error(budget: float, params: float) -> float:
     return budget / params - 1
 
 
-def _bounds(model: nn.Sequential, fixed: dict[int, int]) -> tuple[list[float], list[float]]:
-    full = widths(model)
+def _bounds(count: WidthCount, fixed: dict[int, int]) -> tuple[list[float], list[float]]:
+    full = count.full
     unknown = sorted(set(fixed) - set(range(len(full))))
     if unknown:
         raise ValueError(f"fixed widths name layer positions {unknown}; the model has {len(full)} prunable layers")
@@ -290,7 +300,7 @@ def _bounds(model: nn.Sequential, fixed: dict[int, int]) -> tuple[list[float], l
     return lo, hi
 
 
-def _check_reach(count: ParamCounter, budget: float, lo: list[float], hi: list[float], tolerance: float) -> None:
+def _check_reach(count: WidthCount, budget: float, lo: list[float], hi: list[float], tolerance: float) -> None:
     p_min, p_max = count(lo), count(hi)
     if budget * (1 + tolerance) < p_min:
         raise CompressionError(
@@ -302,7 +312,7 @@ def _check_reach(count: ParamCounter, budget: float, lo: list[float], hi: list[f
                                "the compression ratio must be > 1")
 
 
-def widths_for_budget(model: nn.Sequential, budget: float, shares: Sequence[float] | None = None,
+def widths_for_budget(count: WidthCount, budget: float, shares: Sequence[float] | None = None,
                       fixed: dict[int, int] | None = None, tolerance: float = RATIO_TOLERANCE) -> list[int]:
     """Integer widths whose parameter count meets ``budget`` within ``tolerance`` (as a ratio error).
 
@@ -312,12 +322,11 @@ def widths_for_budget(model: nn.Sequential, budget: float, shares: Sequence[floa
     CompressionError when no widths reach the budget within ``tolerance``.
     """
     fixed = dict(fixed or {})
-    n = widths(model)
+    n = list(count.full)
     shares = [1.0] * len(n) if shares is None else [float(s) for s in shares]
     if len(shares) != len(n) or min(shares) <= 0:
         raise ValueError(f"need {len(n)} positive shares (one per prunable layer), got {shares}")
-    count = ParamCounter(model)
-    lo, hi = _bounds(model, fixed)
+    lo, hi = _bounds(count, fixed)
     _check_reach(count, budget, lo, hi, tolerance)
 
     def at(t: float) -> list[float]:
@@ -327,10 +336,10 @@ def widths_for_budget(model: nn.Sequential, budget: float, shares: Sequence[floa
     for _ in range(100):
         t = (t_lo + t_hi) / 2
         t_lo, t_hi = (t, t_hi) if count(at(t)) < budget else (t_lo, t)
-    return integer_widths(model, budget, at(t_hi), fixed, tolerance)
+    return integer_widths(count, budget, at(t_hi), fixed, tolerance)
 
 
-def integer_widths(model: nn.Sequential, budget: float, target: Sequence[float], fixed: dict[int, int] | None = None,
+def integer_widths(count: WidthCount, budget: float, target: Sequence[float], fixed: dict[int, int] | None = None,
                    tolerance: float = RATIO_TOLERANCE) -> list[int]:
     """Round continuous widths ``target`` to integers that meet ``budget`` within ``tolerance``.
 
@@ -340,8 +349,7 @@ def integer_widths(model: nn.Sequential, budget: float, target: Sequence[float],
     if none is that close, the nearest in parameter count.
     """
     fixed = dict(fixed or {})
-    count = ParamCounter(model)
-    lo, hi = _bounds(model, fixed)
+    lo, hi = _bounds(count, fixed)
     _check_reach(count, budget, lo, hi, tolerance)
     free = [i for i in range(len(target)) if i not in fixed]
     radius = 2 if len(free) <= 4 else 1 if len(free) <= 7 else 0
@@ -370,7 +378,7 @@ def integer_widths(model: nn.Sequential, budget: float, target: Sequence[float],
     return best
 
 
-def _fit_one(count: ParamCounter, budget: float, w: list[int], i: int, lo: list[float],
+def _fit_one(count: WidthCount, budget: float, w: list[int], i: int, lo: list[float],
              hi: list[float]) -> list[list[int]]:
     """Widths ``w`` with layer i's width replaced by the integers around the one that meets the budget
     exactly (the count is linear in any single width)."""
@@ -383,7 +391,7 @@ def _fit_one(count: ParamCounter, budget: float, w: list[int], i: int, lo: list[
     return [w[:i] + [v] + w[i + 1:] for v in sorted(values)]
 
 
-def geometric_widths(model: nn.Sequential, budget: float, fixed: dict[int, int] | None = None) -> list[float]:
+def geometric_widths(count: WidthCount, budget: float, fixed: dict[int, int] | None = None) -> list[float]:
     """Continuous widths that maximise Σ_i log w_i subject to P(w) = budget and 1 <= w_i <= n_i.
 
     The "cost-aware" allocation: at the optimum w_i · ∂P/∂w_i is the same for every layer not at a bound,
@@ -394,8 +402,7 @@ def geometric_widths(model: nn.Sequential, budget: float, fixed: dict[int, int] 
     has the closed form w_i = 1 / (λ ∂P/∂w_i)) inside a bisection on λ. Call ``integer_widths`` to round.
     """
     fixed = dict(fixed or {})
-    count = ParamCounter(model)
-    lo, hi = _bounds(model, fixed)
+    lo, hi = _bounds(count, fixed)
     free = [i for i in range(len(lo)) if i not in fixed]
 
     def solve(lam: float) -> list[float]:
