@@ -7,6 +7,7 @@ channels scaled to the parameter budget); LMA is the add-on that raises the stud
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -20,6 +21,7 @@ from bench.recipes import TrainRecipe
 from methods import register
 from methods.common.base import RATIO_TOLERANCE, CompressionError, Context, Method
 from methods.common.lma_activation import LMA
+from methods.common.unit_groups import group_param_counter, resize_groups, unit_groups
 
 _SEED_SALT = 7  # the student's initialisation stream, apart from other uses of the run seed
 
@@ -122,8 +124,7 @@ def build_student(teacher: SequentialNet, ratio: float, activation: Literal["lma
         raise CompressionError(f"lma builds a smaller student, so the compression ratio must be > 1, got {ratio}")
     family = teacher.spec.name
     if family not in _FAMILIES:
-        raise CompressionError(f"lma has no student recipe for model family {family!r}; "
-                               f"known: {', '.join(sorted(_FAMILIES))}")
+        return _graph_student(teacher, ratio, activation, segments, seed)
     total = params_total(teacher)
     budget = total / ratio
 
@@ -142,6 +143,49 @@ def build_student(teacher: SequentialNet, ratio: float, activation: Literal["lma
             f"parameters, a compression ratio of {achieved:.3f}x, not within ±3 % of the requested {ratio}x "
             f"(teacher {total} parameters); use a smaller ratio or a larger teacher")
     return make(widths, seed)
+
+
+def _graph_student(teacher: nn.Module, ratio: float, activation: str, segments: int, seed: int | None) -> nn.Module:
+    """A student of a model outside ``_FAMILIES``: the teacher's own architecture with every coupled unit
+    group (``methods.common.unit_groups``) resized to the widths that meet the budget, re-initialised from
+    ``seed``. Its activation modules are the teacher's; with ``lma`` every ``nn.ReLU`` module becomes LMA
+    (a model that calls ``torch.relu`` in its forward has none to swap and is refused)."""
+    try:
+        count = group_param_counter(teacher)
+    except ValueError as e:
+        raise CompressionError(f"lma cannot scale the widths of {type(teacher).__name__}: {e}") from None
+    if not count.full:
+        raise CompressionError(f"lma cannot scale {type(teacher).__name__}: the dependency graph finds no prunable "
+                               "unit group (only its classifier has Linear/Conv2d outputs)")
+    relus = [name for name, m in teacher.named_modules() if isinstance(m, nn.ReLU)]
+    modules = set(teacher.modules())
+    functional = any(a not in modules for g in unit_groups(teacher) for a in g.activations)
+    if activation == "lma" and (functional or not relus):
+        raise CompressionError(f"lma cannot give {type(teacher).__name__} LMA activations: not every activation is an "
+                               "nn.ReLU module to swap (its forward calls some as functions); use student_activation=relu")
+    lma_params = params_total(LMA(segments)) * len(relus) if activation == "lma" else 0
+    total = params_total(teacher)
+    widths = _fit_widths(count.full, lambda w: round(count(w)) + lma_params, total / ratio)
+    student = copy.deepcopy(teacher)
+    resize_groups(student, widths)
+    if activation == "lma":
+        for name in relus:
+            parent, _, child = name.rpartition(".")
+            setattr(student.get_submodule(parent) if parent else student, child, LMA(segments))
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for module in student.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+            if hasattr(module, "reset_running_stats"):
+                module.reset_running_stats()
+    achieved = total / params_total(student)
+    if abs(achieved / ratio - 1) > RATIO_TOLERANCE:
+        raise CompressionError(
+            f"lma: the closest student of {type(teacher).__name__} (group widths {widths}) has "
+            f"{params_total(student)} parameters, {achieved:.3f}x, not within ±3 % of the requested {ratio}x")
+    return student
 
 
 def _student(teacher: SequentialNet, widths: Widths, activation: str, segments: int,
