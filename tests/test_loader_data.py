@@ -161,6 +161,7 @@ def test_a_file_dataset_uses_its_validation_arrays_as_given(tmp_path):
     ({"y_train": np.full(1400, 0.5)}, "y_train has shape \\(1400,\\) and dtype float64; labels must be one integer"),
     ({"x_val": np.zeros((5, 8, 8))}, "x_val and y_val must be given together"),
     ({"x_test": np.zeros((397, 4, 4))}, "x_test samples are shaped \\(4, 4\\) but x_train samples \\(8, 8\\)"),
+    ({"y_test": -np.ones(397, dtype=np.int64)}, "y_test has the negative label -1"),
 ])
 def test_a_bad_file_gives_one_line_naming_the_file_what_is_wrong_and_what_is_allowed(tmp_path, replace, message):
     path = tmp_path / "bad.npz"
@@ -171,6 +172,9 @@ def test_a_bad_file_gives_one_line_naming_the_file_what_is_wrong_and_what_is_all
     assert "\n" not in text and text.startswith(str(path)) and "x_train, y_train, x_test, y_test" in text
 
 
-def test_a_missing_file_says_so(tmp_path):
+def test_a_missing_or_unreadable_file_says_so(tmp_path):
     with pytest.raises(datasets.DataError, match="missing.npz: no such file; a file: dataset is an .npz with arrays"):
         datasets.get(f"file:{tmp_path / 'missing.npz'}")
+    (tmp_path / "text.npz").write_text("not an archive")
+    with pytest.raises(datasets.DataError, match="text.npz: not a readable .npz"):
+        datasets.get(f"file:{tmp_path / 'text.npz'}")
