@@ -17,6 +17,7 @@ import datasets
 import methods
 from bench.config import ExperimentConfig
 from bench.models import list_models, model_origin
+from bench.api import BudgetError
 from bench.plugins import PluginError, load_plugins
 from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES, Protocol, ProtocolError, get_protocol, protocol_names
 from bench.registry import UnknownNameError
@@ -52,6 +53,11 @@ def _int(text: str, what: str, minimum: int) -> int:
     if value < minimum:
         raise UsageError(f"{what} must be an integer >= {minimum}, got {value}")
     return value
+
+
+def _check_dataset(name: str) -> None:
+    if not name.startswith("file:"):  # a file's own errors come when it is read, before any run
+        _check_name("dataset", name, datasets.list_datasets())
 
 
 def _check_name(kind: str, name: str, valid: list[str]) -> None:
@@ -229,28 +235,16 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     return protocol.with_overrides(**changes)
 
 
-def _check_budget(protocol: Protocol, method: str, params: dict[str, Any]) -> None:
-    """Under an equal budget a train-time method's pinned epochs must equal the protocol's from-scratch epochs."""
-    cls = methods.get(method)
-    if not protocol.equal_budget or cls.family != "train-time" or "epochs" not in params:
-        return
-    allowed = ExperimentConfig.for_protocol(protocol).scratch_recipe().epochs
-    pinned = _int(str(params["epochs"]), f"{method} epochs", 1)
-    if pinned != allowed:
-        raise UsageError(f"{method} epochs={pinned} breaks the {protocol.name} protocol's equal budget: every arm "
-                         f"trains {allowed} epochs from initialisation ({protocol.baseline.epochs} + "
-                         f"{protocol.extra_epochs}); drop the epochs parameter, or use --protocol quick")
-
-
 def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
-    """Validate every argument and build the experiment configurations; raises UsageError/ParamError."""
+    """Validate every argument and build the experiment configurations through ``bench.api.configure``."""
+    from bench import api
+
     _check_name("method", args.method, methods.list_methods())
-    _check_name("dataset", args.dataset, datasets.list_datasets())
+    _check_dataset(args.dataset)
     _check_name("model", args.model, list_models())
     params = parse_assignments(args.param)
-    methods.build(args.method, params)  # parameter schema check before any work
+    methods.build(args.method, params)  # parameter schema check before the protocol's
     protocol = protocol_from_args(args)
-    _check_budget(protocol, args.method, params)
     model_options = parse_model_options(args.model_option)
     dataset_options: dict[str, Any] = {}
     if args.train_limit is not None:
@@ -260,18 +254,15 @@ def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
         lrs = (_positive_float(args.lr, "--lr"),) if args.lr is not None else protocol.lr_candidates
     else:
         ratios, seeds, lrs = protocol.ratios, (0,), protocol.lr_candidates[:1]
-    return [
-        ExperimentConfig.for_protocol(protocol, lr=lr, method=args.method, dataset=args.dataset, model=args.model,
-                                      ratio=ratio, seed=seed, method_params=params, dataset_options=dataset_options,
-                                      model_options=model_options, accelerator=args.accelerator,
-                                      plugins=tuple(dict.fromkeys(args.plugin)))
-        for seed in seeds for ratio in ratios for lr in lrs
-    ]
+    return [api.configure(args.method, args.model, args.dataset, ratio, protocol, seed=seed, lr=lr, params=params,
+                          model_options=model_options, dataset_options=dataset_options, plugins=args.plugin,
+                          accelerator=args.accelerator)
+            for seed in seeds for ratio in ratios for lr in lrs]
 
 
 def sweep_from_args(args: argparse.Namespace):
-    """The SweepConfig of a ``bench`` command (validated)."""
-    from bench.sweep import SweepConfig
+    """The SweepConfig of a ``bench`` command (validated), through ``bench.api.sweep_config``."""
+    from bench import api
 
     template = configs_from_args(args)[0]
     mode = args.mode or ("tpe" if args.trials is not None else "grid")
@@ -286,12 +277,14 @@ def sweep_from_args(args: argparse.Namespace):
     low, high = (parse_ratio(x) for x in low_high)
     if not low < high:
         raise UsageError(f"--ratio-range low must be below high, got {args.ratio_range!r}")
-    protocol = template.protocol
-    return SweepConfig(template=template, mode=mode, ratios=protocol.ratios, ratio_range=(low, high),
-                       trials=trials, seeds=protocol.seeds, storage=args.storage,
-                       workers=_int(args.workers, "--workers", 1), quiet=args.quiet, progress=_progress(args),
-                       tracking=tracking_options(args), artifact_dir=args.artifact_dir,
-                       command="python -m bench " + shlex.join(getattr(args, "argv", None) or sys.argv[1:]))
+    return api.sweep_config(template.method, template.model, template.dataset, template.protocol,
+                            trials=trials, ratio_range=(low, high), params=dict(template.method_params),
+                            model_options=dict(template.model_options),
+                            dataset_options=dict(template.dataset_options), plugins=template.plugins,
+                            workers=_int(args.workers, "--workers", 1), storage=args.storage,
+                            tracking=tracking_options(args), quiet=args.quiet, progress=_progress(args),
+                            artifact_dir=args.artifact_dir, accelerator=args.accelerator,
+                            command="python -m bench " + shlex.join(getattr(args, "argv", None) or sys.argv[1:]))
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -358,24 +351,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _preflight()
         if sweep is not None:
             return _bench(sweep)
-        from bench.pipeline import run_experiment
-        from bench.tracking import Tracker
+        from bench import api
 
-        tracker = Tracker(options=tracking_options(args))
         print(f"{configs[0].protocol.caption()}", flush=True)
-        results = [run_experiment(config, tracker, progress=_progress(args)) for config in configs]
+        results = api.run_configs(configs, tracking_options(args), progress=_progress(args))
         # Several candidates of one (ratio, seed): the protocol's rule picks on validation accuracy, never test.
-        best = {}
+        best = {id(r) for r in api.best_on_validation(results)}
         for r in results:
-            key = (r.config.ratio, r.config.seed)
-            if key not in best or r.metrics["val_acc_top1"] > best[key].metrics["val_acc_top1"]:
-                best[key] = r
-        for r in results:
-            print(_summary_line(r, chosen=len(results) > len(best) and best[(r.config.ratio, r.config.seed)] is r),
-                  flush=True)
+            print(_summary_line(r, chosen=len(results) > len(best) and id(r) in best), flush=True)
         return 0
-    except (UsageError, UnknownNameError, ParamError, ProtocolError, PluginError, datasets.DataError, methods.CompressionError,
-            *_late_errors()) as e:
+    except (UsageError, UnknownNameError, ParamError, ProtocolError, PluginError, BudgetError, datasets.DataError,
+            methods.CompressionError, *_late_errors()) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -479,7 +465,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     from bench.compare import VARIANTS, study_argvs
 
-    _check_name("dataset", args.dataset, datasets.list_datasets())
+    _check_dataset(args.dataset)
     _check_name("model", args.model, list_models())
     get_protocol(args.protocol)
     only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
