@@ -178,3 +178,18 @@ def test_a_missing_or_unreadable_file_says_so(tmp_path):
     (tmp_path / "text.npz").write_text("not an archive")
     with pytest.raises(datasets.DataError, match="text.npz: not a readable .npz"):
         datasets.get(f"file:{tmp_path / 'text.npz'}")
+
+
+def test_fit_trains_identically_through_any_map_style_dataset_and_through_tensors():
+    from bench.models import create_model
+    from bench.recipes import TrainRecipe
+    from bench.training import fit
+
+    x, y = _toy(300)
+    splits = datasets.DataSplits("toy", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:], (1, 4, 4), 5)
+    loaders = datasets.from_loaders("toy", DataLoader(Pairs(x[:200], y[:200]), batch_size=3, shuffle=True),
+                                    DataLoader(Pairs(x[200:250], y[200:250])), DataLoader(Pairs(x[250:], y[250:])))
+    recipe = TrainRecipe(epochs=2, lr=1e-2, batch_size=32)
+    a, b = (fit(create_model("mlp", (1, 4, 4), 5, seed=0, widths=(8,)), recipe, data, seed=4, accelerator="cpu")
+            for data in (splits, loaders))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
