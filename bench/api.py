@@ -18,7 +18,8 @@ under a name derived from their content (so caches and runs of different objects
 - an ``nn.Module`` *instance*, taken as an architecture: each seed re-initialises a copy
   (``reset_parameters``) and the protocol trains it. To compress weights you have already trained, call
   ``methods.build(name, params).compress(model, ratio, methods.Context(seed=0))`` directly;
-- data as ``datasets.DataSplits`` (tensors), or whatever a dataset plugin may return (see ``datasets``).
+- data as ``datasets.DataSplits`` (tensors), a ``LightningDataModule`` or a (train, val, test) triple of
+  ``DataLoader``s (val may be None), registered under their name and a digest of their content.
 
 Objects exist only in this process, so a sweep with ``workers > 1`` needs them in a plugin module.
 """
@@ -39,7 +40,7 @@ from bench.protocol import DEFAULT_PROTOCOL, Protocol, get_protocol
 from bench.registry import UnknownNameError
 
 ModelLike = Union[str, Callable[..., nn.Module], nn.Module]
-DataLike = Any  # a registered name, "file:PATH.npz", DataSplits, or what a dataset plugin may return
+DataLike = Any  # a registered name, "file:PATH.npz", DataSplits, a LightningDataModule, or DataLoaders
 
 
 class BudgetError(ValueError):
@@ -88,17 +89,18 @@ def data_name(data: DataLike, name: str | None = None) -> str:
     """The registry name of ``data``: itself for a registered name or ``file:`` path, else a name the object
     is registered under in this process, with a digest of its content."""
     if isinstance(data, str):
-        if not (data in datasets.list_datasets() or data.startswith("file:")):
+        if not datasets.is_known(data):
             raise UnknownNameError(f"unknown dataset {data!r}; choose one of: {', '.join(datasets.list_datasets())}, "
                                    "or file:PATH.npz")
         return data
-    if not isinstance(data, datasets.DataSplits):
-        raise TypeError(f"data must be a registered name, file:PATH.npz or datasets.DataSplits, got {type(data).__name__}")
-    digest = data.sha256
-    label = name or f"{getattr(data, 'name', type(data).__name__)}-{digest[:10]}"
+    from datasets.loaders import adapt
+
+    label = name or getattr(data, "name", None) or type(data).__name__
+    adapted = adapt(label, data)  # DataSplits, or LoaderSplits over a DataModule / DataLoaders
+    label = f"{label}-{adapted.sha256[:10]}"
 
     def load() -> Any:
-        return data
+        return adapted
 
     load.__module__ = type(data).__module__
     return _register_once(datasets.register_dataset, datasets.list_datasets, label, load)

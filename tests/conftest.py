@@ -10,6 +10,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 torch.set_num_threads(1)  # tests run in parallel with nothing else; keep them cheap on 2 cores
 
 import datasets  # noqa: E402
+import examples.residual_plugin  # noqa: E402,F401  (registers residual-cnn and digits-datamodule)
 from bench.models import create_model  # noqa: E402
 from bench.recipes import TrainRecipe  # noqa: E402
 from bench.training import fit  # noqa: E402
@@ -56,6 +57,15 @@ TINY_MODELS = {
     "mlp": ("mlp", (1, 8, 8), {"widths": (48, 32)}),
     "lenet5": ("lenet5", (1, 16, 16), {"channels": (6, 12), "hidden": 48}),
     "cnn": ("cnn", (1, 16, 16), {"channels": (8, 16, 16)}),
+    # Residual networks: a registered ResNet (option-A shortcuts) and the example plugin's ResidualCNN (an
+    # nn.Module with its own forward, 1x1-conv shortcuts and a classifier called ``fc``).
+    "resnet20": ("resnet20", (1, 16, 16), {"width": 0.5}),
+    "residual-cnn": ("residual-cnn", (1, 8, 8), {"channels": 8}),
+}
+
+# What a method refuses on a model, with the words its CompressionError must use to name the unsupported part.
+EXPECTED_REFUSALS = {
+    ("lma", "residual-cnn"): "not every activation is an nn.ReLU module",
 }
 
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import methods
-from bench.models import create_model, list_models, parameter_count
+from bench.models import classifier_of, create_model, list_models, mark_classifier, parameter_count
 from bench.registry import Registry, UnknownNameError
 
 
@@ -42,8 +42,36 @@ def test_every_model_maps_inputs_to_logits_and_marks_its_classifier(name):
     out = model(torch.randn(3, *shape))
     assert out.shape == (3, 7)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert model.classifier is linears[-1] and model.classifier.out_features == 7
+    assert classifier_of(model) is linears[-1] and classifier_of(model).out_features == 7
     out.sum().backward()  # every model trains
+
+
+class _TwoHeads(nn.Module):
+    """A projection to 10 features registered after the 10-class head: the rule must not take it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 10)
+        self.head = nn.Linear(10, 3)
+        self.proj = nn.Linear(3, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def test_classifier_rule_last_linear_with_one_output_per_class_unless_named():
+    model = _TwoHeads()
+    assert classifier_of(model, 3) is model.head  # output size decides, not position
+    assert classifier_of(model) is model.proj  # without the class count: the last Linear
+    assert classifier_of(mark_classifier(_TwoHeads(), 3)).out_features == 3  # marked once, known thereafter
+    named = mark_classifier(_TwoHeads(), 3, name="body")
+    assert classifier_of(named) is named.body
+    seq = create_model("mlp", (1, 8, 8), 10, classifier="1")  # an override wins over SequentialNet's own
+    assert classifier_of(seq) is seq[1] and seq[1].out_features != 10
+    with pytest.raises(ValueError, match="no Linear layer with 5 outputs.*--model-option classifier=NAME"):
+        mark_classifier(_TwoHeads(), 5)
+    with pytest.raises(ValueError, match="'nope' is not a Linear layer of _TwoHeads; choose one of: body, head, proj"):
+        mark_classifier(_TwoHeads(), 3, name="nope")
 
 
 @pytest.mark.parametrize("name", list_models())
