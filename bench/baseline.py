@@ -73,6 +73,12 @@ def _load(config: ExperimentConfig, data: Data, weights: Path, meta: Path, with_
         return None
     try:
         info = json.loads(meta.read_text())
+        # The key names the dataset, not its content: a file: dataset or a plugin's data can change under
+        # the same name, and a baseline trained on other data must not be reused.
+        if info.get("data_sha256", data.sha256) != data.sha256:
+            warnings.warn(f"cached baseline {weights} was trained on other data under the name {config.dataset!r} "
+                          "(its digest differs); retraining it", stacklevel=2)
+            return None
         model = build_model(config, data)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         init = _init_state(config, data, _init_path(weights)) if with_init else None
@@ -112,5 +118,6 @@ def ensure_baseline(config: ExperimentConfig, data: Data, progress: bool = False
         test_acc = split_accuracy(model, data, "test")[1]
         _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
         _atomic_write(meta, lambda p: p.write_text(json.dumps(
-            {"val_acc": val_acc, "test_acc": test_acc, "train_seconds": seconds, "config": config.params()}, default=str)))
+            {"val_acc": val_acc, "test_acc": test_acc, "train_seconds": seconds, "config": config.params(),
+             "data_sha256": data.sha256}, default=str)))
         return Baseline(model, val_acc, test_acc, seconds, key, init), True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 
 import math
 import os
@@ -297,4 +298,10 @@ def get(name: str, **options: Any) -> Data:
         return load_npz(name, **options)
     from datasets.loaders import adapt
 
-    return adapt(name, _DATASETS.get(name)(**options))
+    builder = _DATASETS.get(name)
+    try:
+        inspect.signature(builder).bind(**options)
+    except TypeError:
+        raise DataError(f"dataset {name!r} does not take {', '.join(f'{k}={v}' for k, v in options.items())}; its "
+                        f"options: {', '.join(inspect.signature(builder).parameters) or 'none'}") from None
+    return adapt(name, builder(**options))

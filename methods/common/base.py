@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bench.recipes import TrainRecipe
-from datasets import DataSplits
+from datasets import Data
 
 
 # The method contract: the achieved compression ratio is within ±3 % of the requested one (the pipeline
@@ -59,7 +59,7 @@ class Context:
     (methods that must train say so with a CompressionError).
     """
 
-    data: DataSplits | None = None
+    data: Data | None = None
     seed: int = 0
     finetune: Callable[[nn.Module], nn.Module] = _no_training
     fit: Fit = _no_fit
