@@ -142,7 +142,8 @@ def configure(method: str, model: ModelLike, data: DataLike, ratio: float = 8.0,
     if isinstance(protocol, str):
         protocol = get_protocol(protocol, scale).for_data(data, model)
     check_budget(protocol, method, params)
-    return ExperimentConfig.for_protocol(protocol, lr=lr, method=method, dataset=data, model=model, ratio=ratio,
+    # float(ratio): 2 and 2.0 are one operating point and must hash alike (the CLI parses floats).
+    return ExperimentConfig.for_protocol(protocol, lr=lr, method=method, dataset=data, model=model, ratio=float(ratio),
                                          seed=seed, method_params=params, dataset_options=dict(dataset_options or {}),
                                          model_options=dict(model_options or {}), accelerator=accelerator,
                                          plugins=tuple(dict.fromkeys(plugins)))
