@@ -16,6 +16,9 @@ EPOCHS    ?=
 FINETUNE_EPOCHS ?=
 FINETUNE_LR ?=
 PARAMS    ?=
+# Plugin modules that register methods, models or datasets (space-separated), and model builder options.
+PLUGINS   ?=
+MODEL_OPTIONS ?=
 TRIALS    ?=
 WORKERS   ?= 1
 STORAGE   ?=
@@ -34,6 +37,7 @@ help:  ## list the targets
 	@echo "  variables: METHOD=$(METHOD) DATASET=$(DATASET) MODEL=$(MODEL) PROTOCOL=$(PROTOCOL) (fair|quick) WORKERS=$(WORKERS) PARAMS='k=v ...'"
 	@echo "  overrides of the protocol (unset: the protocol's): RATIOS=2,4,... SEEDS=n EPOCHS=n FINETUNE_EPOCHS=n FINETUNE_LR=a,b"
 	@echo "  LOG_MODELS=0: no MLflow logged models (a smaller store for huge sweeps)"
+	@echo "  PLUGINS='module ...': import plugin modules first (their methods, models, datasets); MODEL_OPTIONS='k=v ...'"
 
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies (CPU torch 2.13.0)
 
@@ -45,7 +49,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data: setup  ## fetch DATASET (offline-first: local copy, Debian package, then the public mirror)
-	$(BIN)/python -m bench fetch $(DATASET)
+	$(BIN)/python -m bench fetch $(DATASET) $(foreach p,$(PLUGINS),--plugin $(p))
 
 bench: setup data  ## Optuna study of METHOD under PROTOCOL: grid over its ratios x lr candidates (or TRIALS tpe trials), with its controls
 	$(BIN)/python -m bench bench --method $(METHOD) --dataset $(DATASET) --model $(MODEL) --protocol $(PROTOCOL) \
@@ -53,12 +57,14 @@ bench: setup data  ## Optuna study of METHOD under PROTOCOL: grid over its ratio
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FINETUNE_EPOCHS),--finetune-epochs $(FINETUNE_EPOCHS)) \
 		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(foreach p,$(PARAMS),--param $(p)) \
+		$(foreach p,$(PLUGINS),--plugin $(p)) $(foreach o,$(MODEL_OPTIONS),--model-option $(o)) \
 		$(if $(filter 0,$(LOG_MODELS)),--no-log-models)
 
 compare: setup data  ## every method and control under PROTOCOL on DATASET/MODEL (SEEDS, RATIOS, FINETUNE_LR, WORKERS), then its verdict
 	$(BIN)/python -m bench compare --dataset $(DATASET) --model $(MODEL) --protocol $(PROTOCOL) --workers $(WORKERS) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(STORAGE),--storage $(STORAGE)) \
-		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(filter 0,$(LOG_MODELS)),--no-log-models)
+		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(filter 0,$(LOG_MODELS)),--no-log-models) \
+		$(foreach p,$(PLUGINS),--plugin $(p))
 
 test: setup  ## run the test suite (fetches Fashion-MNIST for the data tests)
 	$(BIN)/python -m bench fetch fashion-mnist

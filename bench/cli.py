@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _plugin_arg(sub.add_parser("list", help="list methods, datasets and models (with each plugin's origin)"))
     fetch = sub.add_parser("fetch", help="bring a dataset onto this machine (offline-first)")
     fetch.add_argument("dataset")
+    _plugin_arg(fetch)
     run = sub.add_parser("run", help="one experiment at one ratio", epilog=_epilog(),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _experiment_args(run, ratio_flag=True)
@@ -332,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "links":
             return _links(args)
         if args.command == "fetch":
-            _check_name("dataset", args.dataset, datasets.list_datasets())
+            _check_dataset(args.dataset)
             datasets.fetch(args.dataset)
             return 0
         if args.command == "figures":

@@ -16,6 +16,8 @@ def fetch(name: str, log=print) -> None:
         source.fetch(log)
     elif name.startswith(FILE_PREFIX):
         log(f"{name}: a local file; nothing to fetch")
+    elif dataset_origin(name) != "built-in":
+        log(f"{name}: registered by the plugin {dataset_origin(name)}, which loads its own data; nothing to fetch")
     else:
         log(f"{name}: ships with the installed packages; nothing to fetch")
 
