@@ -122,7 +122,7 @@ def build_student(teacher: SequentialNet, ratio: float, activation: Literal["lma
     """
     if not ratio > 1:
         raise CompressionError(f"lma builds a smaller student, so the compression ratio must be > 1, got {ratio}")
-    family = teacher.spec.name
+    family = getattr(getattr(teacher, "spec", None), "name", None)  # a user's own module may carry no spec
     if family not in _FAMILIES:
         return _graph_student(teacher, ratio, activation, segments, seed)
     total = params_total(teacher)

@@ -93,3 +93,21 @@ def test_methods_run_in_a_users_own_code_with_a_minimal_context():
     runner = sorted(m for m in loaded if (m.startswith("bench.") and m not in FLOOR)
                     or m.split(".")[0] in RUNNER_PACKAGES)
     assert not runner, f"using methods and datasets loaded runner modules: {runner}"
+
+
+def test_a_plain_module_of_the_users_own_is_compressed_with_a_minimal_context():
+    """No registry, no create_model: the classifier rule finds ``fc``; the dependency graph needs the input shape."""
+    import methods
+    from bench.metrics import params_effective, params_total
+    from examples.residual_plugin import ResidualCNN
+
+    model = ResidualCNN((1, 8, 8), 10, channels=8)
+    dense = params_total(model)
+    with pytest.raises(methods.CompressionError, match=r"set model.input_shape = \(C, H, W\)"):
+        methods.build("coreset", {"finetune_each_layer": False}).compress(model, 4, methods.Context(seed=0))
+    model.input_shape = (1, 8, 8)
+    pruned = methods.build("coreset", {"finetune_each_layer": False}).compress(model, 4, methods.Context(seed=0))
+    assert abs(dense / params_total(pruned) / 4 - 1) <= 0.03 and pruned.fc.out_features == 10
+    masked = methods.build("magnitude", {}).compress(ResidualCNN((1, 8, 8), 10, channels=8), 4, methods.Context(seed=0))
+    assert abs(dense / params_effective(masked) / 4 - 1) <= 0.03
+    assert not hasattr(masked.fc, "weight_mask")  # the classifier is never pruned

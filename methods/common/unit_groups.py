@@ -121,12 +121,14 @@ class UnitGroup:
 
 
 def input_shape_of(model: nn.Module) -> tuple[int, ...]:
-    """The (C, H, W) / (features,) input the model was built for: tracing needs an example input."""
+    """The (C, H, W) / (features,) input the model was built for: tracing needs an example input. Read from
+    ``model.spec`` (models built by ``create_model``) or a plain ``model.input_shape`` attribute."""
     spec = getattr(model, "spec", None)
-    if spec is None:
-        raise ValueError(f"{type(model).__name__} carries no spec.input_shape (build it with create_model); "
-                         "the dependency graph needs an example input")
-    return tuple(spec.input_shape)
+    shape = getattr(spec, "input_shape", None) or getattr(model, "input_shape", None)
+    if shape is None:
+        raise ValueError(f"{type(model).__name__} does not say its input shape, which the dependency graph needs "
+                         "to trace it: build it with bench.models.create_model, or set model.input_shape = (C, H, W)")
+    return tuple(shape)
 
 
 def _by_root(idxs: Sequence[int], roots: Sequence[int], width: int) -> list[list[int]]:
