@@ -86,3 +86,20 @@ def test_bad_input_is_refused_before_any_work(tmp_path):
         api.configure("magnitude", 42, "digits")
     with pytest.raises(ValueError, match="objects live in this process only; use workers=1"):
         api.sweep_config("magnitude", ResidualCNN((1, 8, 8), 10), "digits", TINY, workers=2)
+
+
+def test_the_controls_run_on_a_residual_network(tmp_path):
+    """The scratch control re-initialises coreset's pruned ResidualCNN and trains it; the shuffled control keeps
+    magnitude's per-tensor densities on it at random positions. Both stay exactly as small as the method."""
+    from bench.metrics import params_effective, params_total
+
+    with scratch_store(tmp_path / "results"):
+        structured = api.experiment("coreset", "residual-cnn", "digits", 2, TINY, model_options={"channels": 4},
+                                    params={"finetune_each_layer": False}, arms=("method", "scratch"))
+        masked = api.experiment("magnitude", "residual-cnn", "digits", 2, TINY, model_options={"channels": 4},
+                                arms=("method", "shuffled"))
+    for result, arm in ((structured, "scratch"), (masked, "shuffled")):
+        (control,) = result.controls
+        assert control.arm == arm
+        assert control.metrics["params_effective"] == result.metrics["params_effective"]
+        assert control.metrics["params_total"] == result.metrics["params_total"]
