@@ -305,6 +305,15 @@ class Coreset(Method):
         except ValueError:  # compress refuses such a model with a CompressionError
             return 0
 
+    def max_ratio(self, model: nn.Module) -> float | None:
+        """Every unit group at one unit (the classifier and the parameters outside groups stay): exact, from
+        the dependency graph's parameter count. None for a model the graph cannot prune (compress says why)."""
+        try:
+            count = group_param_counter(model)
+        except ValueError:
+            return None
+        return sum(p.numel() for p in model.parameters()) / count([1] * count.size) if count.size else None
+
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         dense_params = sum(p.numel() for p in model.parameters())
         budget = budget_for_ratio(dense_params, target_ratio)

@@ -271,3 +271,23 @@ def test_lma_student_of_the_residual_plugin(activation):
     assert not torch.equal(student.stem[0].weight, teacher.stem[0].weight[:student.stem[0].out_channels])
     with torch.no_grad():
         assert student(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name,shape,kwargs", [("mlp", (1, 8, 8), {"widths": (32, 16)}),
+                                               ("residual-cnn", (1, 8, 8), {"channels": 8})])
+def test_coreset_max_ratio_is_every_group_at_one_unit(name, shape, kwargs):
+    """What a TPE sweep clips its range to: exact against the model actually resized to one unit per group."""
+    import copy
+
+    import methods
+    from bench.models import create_model
+    from methods.common.unit_groups import resize_groups, unit_groups
+
+    model = create_model(name, shape, 10, seed=0, **kwargs)
+    smallest = copy.deepcopy(model)
+    resize_groups(smallest, [1] * len(unit_groups(model)))
+    expected = sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in smallest.parameters())
+    method = methods.build("coreset", {"finetune_each_layer": False})
+    assert method.max_ratio(model) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(methods.CompressionError):
+        method.compress(copy.deepcopy(model), 1.05 * expected, methods.Context(seed=0))
