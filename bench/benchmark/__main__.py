@@ -1,0 +1,4 @@
+"""``python -m bench.benchmark``."""
+from bench.benchmark.cli import main
+
+raise SystemExit(main())
