@@ -13,7 +13,7 @@ from torch import nn
 from methods import register
 from methods.common.base import Context, Method
 from methods.common.pruning import (apply_masks, effective, global_masks, keep_count, max_masked_ratio,
-                                    prunable_tensors, topk_mask)
+                                    prunable_count, prunable_tensors, topk_mask)
 
 
 @register("magnitude")
@@ -51,7 +51,7 @@ class Magnitude(Method):
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         tensors = prunable_tensors(model, include_bias=self.prune_bias)
         final_keep = keep_count(model, target_ratio, tensors)
-        total = sum(getattr(m, n).numel() for m, n in tensors)
+        total = prunable_count(tensors)
         rounds = self.rounds if self.schedule == "iterative" else 1
         generator = context.generator()
         for r in range(1, rounds + 1):

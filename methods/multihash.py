@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from bench.metrics import params_total
 from bench.models import ModelSpec, classifier_of
 from bench.recipes import TrainRecipe
 from methods import register
@@ -88,7 +89,7 @@ class _Pool(nn.Module):
         return self.rows * self.cols
 
     def trainable_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return params_total(self)
 
 
 class ProductPool(_Pool):
@@ -320,7 +321,7 @@ class MultiHashNet(nn.Module):
 
     def stored_parameter_count(self) -> int:
         """Trainable stored parameters: the pool, the gains and everything left outside the pool."""
-        return sum(p.numel() for p in self.parameters())
+        return params_total(self)
 
     @torch.no_grad()
     def export(self) -> nn.Module:
@@ -402,7 +403,7 @@ class MultiHash(Method):
     def build(self, model: nn.Module, target_ratio: float, generator: torch.Generator) -> MultiHashNet:
         """The untrained hashed network at exactly round(params_total / target_ratio) stored parameters."""
         layers = compressed_layers(model, self.compress_classifier)
-        total = sum(p.numel() for p in model.parameters())
+        total = params_total(model)
         compressed = sum(m.weight.numel() for _, m in layers)
         uncompressed = total - compressed + (len(layers) if self.learnable_scale else 0)
         budget = plan_budget(total, compressed, uncompressed, target_ratio, self.pool)

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from methods.common.base import CompressionError
+from bench.metrics import params_total
 from bench.models import classifier_of
+from methods.common.base import CompressionError
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -28,6 +29,11 @@ def prunable_tensors(model: nn.Module, include_bias: bool = False) -> list[tuple
     """(module, parameter name) pairs a pruning method may mask."""
     names = ("weight", "bias") if include_bias else ("weight",)
     return [(m, n) for _, m in prunable_layers(model) for n in names if getattr(m, n, None) is not None]
+
+
+def prunable_count(tensors: Iterable[tuple[nn.Module, str]]) -> int:
+    """How many entries the (module, parameter name) pairs hold: the pool a pruning method removes from."""
+    return sum(getattr(m, n).numel() for m, n in tensors)
 
 
 def effective(module: nn.Module, name: str) -> torch.Tensor:
@@ -51,8 +57,8 @@ def keep_fraction(model: nn.Module, target_ratio: float, tensors: Iterable[tuple
     """ShrinkBench's fraction_to_keep: κ with N_total / (κ·N_prunable + N_other) = target_ratio."""
     if not target_ratio > 1:
         raise CompressionError(f"compression ratio must be > 1, got {target_ratio}")
-    n_total = sum(p.numel() for p in model.parameters())
-    n_prunable = sum(getattr(m, n).numel() for m, n in tensors)
+    n_total = params_total(model)
+    n_prunable = prunable_count(tensors)
     n_other = n_total - n_prunable
     kappa = (n_total / target_ratio - n_other) / n_prunable if n_prunable else -1.0
     if not 0 < kappa <= 1:
@@ -66,15 +72,15 @@ def keep_fraction(model: nn.Module, target_ratio: float, tensors: Iterable[tuple
 def max_masked_ratio(model: nn.Module, tensors: Iterable[tuple[nn.Module, str]]) -> float:
     """The largest ratio a masked method pruning ``tensors`` reaches: every parameter outside them is kept,
     and (``keep_count``) at least one entry of them."""
-    n_total = sum(p.numel() for p in model.parameters())
-    n_other = n_total - sum(getattr(m, n).numel() for m, n in tensors)
+    n_total = params_total(model)
+    n_other = n_total - prunable_count(tensors)
     return n_total / (n_other + 1)
 
 
 def keep_count(model: nn.Module, target_ratio: float, tensors: list[tuple[nn.Module, str]]) -> int:
     """Exact number of prunable entries to keep for the target ratio (rounded, at least 1)."""
     kappa = keep_fraction(model, target_ratio, tensors)
-    return max(1, round(kappa * sum(getattr(m, n).numel() for m, n in tensors)))
+    return max(1, round(kappa * prunable_count(tensors)))
 
 
 def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -22,8 +22,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from methods.common.base import RATIO_TOLERANCE, CompressionError
+from bench.metrics import params_total
 from bench.models import classifier_of
+from methods.common.base import RATIO_TOLERANCE, CompressionError
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -269,7 +270,7 @@ def param_counter(model: nn.Sequential) -> WidthCount:
         elif i in norm_of:
             terms.append((2.0 if module.affine else 0.0, norm_of[i], None))
         else:
-            terms.append((float(sum(p.numel() for p in module.parameters())), None, None))
+            terms.append((float(params_total(module)), None, None))
     return WidthCount(tuple(width(model[s.index]) for s in found), tuple(terms))
 
 
