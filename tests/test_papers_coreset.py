@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from bench.config import ExperimentConfig
-from bench.papers import common
+from bench.papers import budgets
 from bench.papers import coreset as C
 from papers_support import (assert_files_written, error_reference, parsed_experiments, run_labelled_grid, scratch_store,
                             tiny_config)
 
-BUDGET = common.Budget(1, 1)
+BUDGET = budgets.Budget(1, 1)
 RATIOS = (2.0, 10.0)
 SEEDS = (0, 1)
 LABELS = ("coreset (paper)", "top-k (percentile)", "scratch, same widths", "global magnitude (unstructured)")
@@ -84,7 +84,7 @@ def test_table2_puts_ours_beside_the_published_row(store):
 
 def test_selection_labels_each_run_once(store):
     runs, made, newest, _ = store
-    comp, dense = common.select_runs(runs, "digits", "lenet300", BUDGET, C.variants())
+    comp, dense = budgets.select_runs(runs, "digits", "lenet300", BUDGET, C.variants())
     first = next(rid for rid, label in made.items() if label == LABELS[0])
     assert len(comp) == len(LABELS) * len(RATIOS) * len(SEEDS)
     assert newest in set(comp["run_id"]) and first not in set(comp["run_id"])  # the newest of a repeat
@@ -96,7 +96,7 @@ def test_no_runs_for_the_figure_gives_nothing(store, tmp_path):
     runs, _, _, _ = store
     assert C.figure(runs.iloc[0:0], tmp_path) == []
     assert C.figure(runs, tmp_path, model="mlp") == []  # another model: none of these runs
-    assert C.figure(runs, tmp_path, budgets={"digits": common.Budget(7, 1)}) == []  # another baseline budget
+    assert C.figure(runs, tmp_path, budgets={"digits": budgets.Budget(7, 1)}) == []  # another baseline budget
     assert list(tmp_path.iterdir()) == []
 
 

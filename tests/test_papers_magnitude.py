@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from bench.config import ExperimentConfig
-from bench.papers import common
+from bench.papers import budgets
 from bench.papers import magnitude as M
 from papers_support import (assert_files_written, error_reference, parsed_experiments, run_labelled_grid, scratch_store,
                             tiny_config)
 
-BUDGET = common.Budget(1, 1)
+BUDGET = budgets.Budget(1, 1)
 RATIOS = (2.0, 12.0)
 SEEDS = (0, 1)
 LABELS = ("global, one-shot", "random, one-shot (control)", "global, iterative (3 rounds, each retrained)")
@@ -63,7 +63,7 @@ def test_figure_and_tables_match_the_runs(store):
 
 def test_iterative_runs_are_not_taken_for_one_shot(store):
     runs, made, _ = store
-    comp, _ = common.select_runs(runs, "digits", "lenet300", BUDGET, M.variants())
+    comp, _ = budgets.select_runs(runs, "digits", "lenet300", BUDGET, M.variants())
     assert dict(zip(comp["run_id"], comp["label"])) == made
 
 

@@ -9,7 +9,7 @@ from bench.config import ExperimentConfig
 from bench.figures import tidy_runs
 from bench.models import create_model
 from bench.papers import sap
-from bench.papers.common import lt_rounds
+from bench.papers.argv import lt_rounds
 from bench.pipeline import run_experiment
 from methods.common.pruning import keep_count, prunable_tensors
 from papers_support import assert_files_written, parsed_experiments, scratch_store, series_rows, tiny_config

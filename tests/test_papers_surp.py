@@ -8,7 +8,7 @@ import pytest
 from bench.config import ExperimentConfig
 from bench.figures import tidy_runs
 from bench.papers import surp
-from bench.papers.common import lt_rounds
+from bench.papers.argv import lt_rounds
 from bench.pipeline import run_experiment
 from papers_support import assert_files_written, parsed_experiments, scratch_store, series_rows, tiny_config
 
@@ -112,7 +112,7 @@ def test_iterative_magnitude_gets_as_many_rounds_as_iterative_surp(store):
     experiments = surp.build_experiments("cpu")
     for r in surp.RATIOS:
         argv = next(a for a in experiments if "schedule=iterative" in a and a[0] == "bench"
-                    and "magnitude" in a and a[a.index("--ratios") + 1] == str(r))
+                    and "magnitude" in a and a[a.index("--ratios") + 1] == f"{r:g}")
         assert f"rounds={lt_rounds('lenet300', r)}" in argv
 
 

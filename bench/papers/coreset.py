@@ -27,10 +27,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.papers import register
-from bench.papers.common import (
-    PUBLISHED_STAR, Budget, Section, Variant, budgets_in, collect, epochs_text, error_figure, points_table,
-    published_beside_ours, study_argv, write_table_with_notes,
+from bench.papers.argv import study_argv
+from bench.papers.budgets import Budget, budgets_in
+from bench.papers.error_figure import (
+    PUBLISHED_STAR, Section, collect, error_figure, points_table, published_beside_ours, write_table_with_notes,
 )
+from bench.papers.text import epochs_text
+from bench.papers.variants import Variant
 
 MODEL = "lenet300"
 MODEL_NAME = "LeNet-300-100"
@@ -132,6 +135,7 @@ def _widths(label: str, ratio: float, vlist: Sequence[Variant], model: str, data
     if dataset not in INPUT_SHAPES:
         return ""
     import methods
+    from bench.metrics import params_total
     from bench.models import create_model
     from methods.common.structured import budget_for_ratio
 
@@ -139,7 +143,7 @@ def _widths(label: str, ratio: float, vlist: Sequence[Variant], model: str, data
     net = create_model(model, INPUT_SHAPES[dataset], 10, seed=0)
     try:
         if v.method == "coreset":
-            plan = methods.build("coreset", dict(v.overrides)).plan(net, budget_for_ratio(sum(p.numel() for p in net.parameters()), ratio))
+            plan = methods.build("coreset", dict(v.overrides)).plan(net, budget_for_ratio(params_total(net), ratio))
             return str(tuple(plan))
         if v.method == "lma":
             from methods.lma import _hidden_widths, build_student

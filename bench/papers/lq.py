@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.papers import register
-from bench.papers.common import draw_each_experiment
+from bench.papers.step_metrics import draw_each_experiment
 from bench.papers.sap import build_experiments as sap_experiments
 from bench.papers.sap import draw_experiment
 

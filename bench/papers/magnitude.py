@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.papers import register
-from bench.papers.common import (
-    PUBLISHED_STAR, Budget, Section, Variant, budgets_in, collect, error_figure, points_table, published_beside_ours,
-    study_argv, write_table_with_notes,
+from bench.papers.argv import study_argv
+from bench.papers.budgets import Budget, budgets_in
+from bench.papers.error_figure import (
+    PUBLISHED_STAR, Section, collect, error_figure, points_table, published_beside_ours, write_table_with_notes,
 )
+from bench.papers.variants import Variant
 from bench.papers.coreset import MODEL, MODEL_NAME
 
 RATIOS = (2, 4, 8, 12, 32)

@@ -32,10 +32,12 @@ import numpy as np
 
 from bench.drawing import dense_reference, pyplot, save, write_table
 from bench.papers import register
-from bench.papers.common import (
-    Selected, VariantSpec, stand_in, draw_dense_accuracy, draw_selected, draw_variant_accuracy, experiment_slug,
-    log2_ratio_axis, most_frequent, select_per_experiment, seed_list, variant_accuracy_table,
-)
+from bench.papers.accuracy_figure import draw_dense_accuracy, draw_selected, draw_variant_accuracy, log2_ratio_axis
+from bench.papers.argv import stand_in
+from bench.papers.budgets import Selected, most_frequent, select_per_experiment
+from bench.papers.summaries import variant_accuracy_table
+from bench.papers.text import experiment_slug, seed_list
+from bench.papers.variants import VariantSpec
 
 
 HASHED, MAGNITUDE, NARROW = "multihash (X·Y, from scratch)", "global magnitude + fine-tune", \

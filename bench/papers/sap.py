@@ -40,14 +40,16 @@ from typing import Any
 import numpy as np
 
 from bench.papers import register
-from bench.papers.common import (
-    budget_runs, changed_params, common_args, draw_each_experiment, experiment_slug, iterative_magnitude,
-    labelled_runs, magnitude_label, num, ordered, pm, ratios_arg, stand_in, step_history,
-)
+from bench.papers.argv import common_args, iterative_magnitude, ratios_arg, stand_in
+from bench.papers.budgets import budget_runs
+from bench.papers.step_metrics import draw_each_experiment, step_history
+from bench.papers.text import experiment_slug, num, pm
+from bench.papers.variants import changed_params, labelled_runs, magnitude_label, ordered
+from bench.protocol import QUICK_RATIOS
 
 DATASET = "fashion-mnist"  # 28x28, 10 classes: the shape ``lt_rounds`` counts for by default
 MODEL = "mlp"
-RATIOS = (2, 4, 8, 16, 32)
+RATIOS = QUICK_RATIOS  # the suite's default grid, 2x to 32x
 LT_RATIOS = (4, 16)  # lottery-ticket magnitude: 7 and 15 rounds of training from init (the cpu budget's bulk)
 
 ADAPTIVE = ("sap", "lq")

@@ -32,12 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.papers import register
-from bench.papers.common import (budget_runs, changed_params, common_args, draw_each_experiment, experiment_slug,
-                                 iterative_magnitude, labelled_runs, magnitude_label, ordered, pm, ratios_arg,
-                                 step_history)
+from bench.papers.argv import common_args, iterative_magnitude, ratios_arg
+from bench.papers.budgets import budget_runs
+from bench.papers.step_metrics import draw_each_experiment, step_history
+from bench.papers.text import experiment_slug, pm
+from bench.papers.variants import changed_params, labelled_runs, magnitude_label, ordered
+from bench.protocol import QUICK_RATIOS
 
 DATASET, MODEL = "mnist-5k", "lenet300"
-RATIOS = (2, 4, 8, 16, 32)
+RATIOS = QUICK_RATIOS  # the suite's default grid, 2x to 32x
 VERDICT_SE = 2.0  # |Δ| within this many standard errors of the difference: a tie
 RATE_KEYS = ("rate_bits", "rate_bits_per_weight", "distortion_l1", "keep_fraction", "refinement_steps")
 
