@@ -35,11 +35,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bench.metrics import params_effective, params_total
+from bench.metrics import params_effective, params_total, pq_index
 from methods import register
 from methods.common.base import Context, Method
-from methods.common.pruning import (apply_masks, current_mask, keep_count, max_masked_ratio, prunable_tensors,
-                                    rewind_to)
+from methods.common.pruning import (apply_masks, current_mask, effective, keep_count, max_masked_ratio,
+                                    prunable_tensors, rewind_to)
 
 # Relative slack for ceil/floor of quantities that are integers in exact arithmetic (d·(1 − r/d) = d − r),
 # so float error cannot move a count by one.
@@ -58,23 +58,14 @@ def pq_index_rows(w: torch.Tensor, mask: torch.Tensor, p: float = 0.5, q: float 
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row PQ index I_{p,q} over each row's unmasked entries, and the rows' unmasked counts d.
 
-    I_{p,q}(w) = 1 − d^{1/q−1/p}·‖w‖_p/‖w‖_q (Diao et al., ICLR 2023, Def. 1; SAP Algorithm 1 step 3 with d the
-    number of unmasked entries and norms of the masked tensor). A row that is empty (d = 0) or all zero gets
-    0, and tiny negatives from rounding are clamped to 0, as in the SAP code.
+    Each row is ``bench.metrics.pq_index`` of its unmasked entries (Diao et al., ICLR 2023, Def. 1; SAP
+    Algorithm 1 step 3 with d the number of unmasked entries), so the metric a run reports and the index a
+    round prunes by are one formula: an empty or all-zero row gets 0, tiny negatives from rounding are 0.
     """
     check_pq(p, q)
-    w = w.detach().double().abs() * mask
-    d = mask.sum(dim=1)
-    # Dividing by the row max keeps |w|^p sums finite without changing the (scale-invariant) index.
-    peak = w.amax(dim=1, keepdim=True)
-    w = w / torch.where(peak > 0, peak, torch.ones_like(peak))
-    norm_p = w.pow(p).sum(dim=1).pow(1 / p)
-    norm_q = w.pow(q).sum(dim=1).pow(1 / q)
-    valid = (d > 0) & (norm_q > 0)
-    d_safe = torch.where(valid, d, torch.ones_like(d)).double()
-    ratio = norm_p / torch.where(valid, norm_q, torch.ones_like(norm_q))
-    index = 1 - d_safe.pow(1 / q - 1 / p) * ratio
-    return torch.where(valid, index, torch.zeros_like(index)).clamp(min=0.0), d
+    w = w.detach()
+    index = [pq_index(row[keep], p, q) for row, keep in zip(w, mask.bool())]
+    return torch.tensor(index, dtype=torch.float64), mask.sum(dim=1)
 
 
 def retained_bound(d: torch.Tensor, index: torch.Tensor, p: float, q: float, eta_r: float = 0.0) -> torch.Tensor:
@@ -157,15 +148,6 @@ def scale_counts(counts: torch.Tensor, total: int) -> torch.Tensor:
 
 # --- the round loop ---------------------------------------------------------------------------------
 
-def _masked_weight(module: nn.Module, name: str) -> torch.Tensor:
-    """weight_orig ⊙ mask, recomputed: the ``weight`` attribute a prune hook leaves is only refreshed at the
-    next forward, so it is stale after an optimiser step or a best-epoch state_dict reload."""
-    orig = getattr(module, f"{name}_orig", None)
-    if orig is None:
-        return getattr(module, name).detach()
-    return (orig * getattr(module, f"{name}_mask")).detach()
-
-
 def _units(weights: list[torch.Tensor], masks: list[torch.Tensor], scope: str
            ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Weights and masks as 2-D blocks whose rows are the pruning units of ``scope``."""
@@ -185,7 +167,7 @@ def _from_units(blocks: list[torch.Tensor], like: list[torch.Tensor], scope: str
 
 def surviving_pq_index(tensors: list[tuple[nn.Module, str]], p: float = 0.5, q: float = 1.0) -> float:
     """PQ index of all surviving (unmasked) prunable weights together, d = their number (SAP's convention)."""
-    w = torch.cat([_masked_weight(m, n).flatten() for m, n in tensors]).unsqueeze(0)
+    w = torch.cat([effective(m, n).flatten() for m, n in tensors]).unsqueeze(0)
     mask = torch.cat([current_mask(m, n).bool().flatten() for m, n in tensors]).unsqueeze(0)
     return float(pq_index_rows(w, mask, p, q)[0][0])
 
@@ -243,7 +225,7 @@ class AdaptiveRounds(Method):
         """One round: the rule's counts (trimmed to ``need``), then a forced magnitude trim if it stalls or
         this is the last allowed round. Returns (removed by the rule, removed by the forced trim)."""
         scope = self._scope()
-        weights = [_masked_weight(m, n) for m, n in tensors]
+        weights = [effective(m, n) for m, n in tensors]
         units = _units(weights, masks, scope)
         counts = [self._unit_counts(w, m) for w, m in units]
         flat = scale_counts(torch.cat(counts), need)
