@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.content import content_of, later
+from bench.paths import REPO
 from bench.protocol import QUICK, Protocol
 from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE, TrainRecipe
 
@@ -17,7 +18,7 @@ from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE, TrainRecipe
 def results_dir() -> Path:
     """``$COMPRESSION_BENCH_RESULTS`` or ``results/`` in the repository: stores, caches and figures."""
     env = os.environ.get("COMPRESSION_BENCH_RESULTS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "results"
+    return Path(env) if env else REPO / "results"
 
 
 def _frozen(d: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:

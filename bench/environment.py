@@ -8,7 +8,8 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.paths import REPO
+
 PACKAGES = ("torch", "lightning", "torchmetrics", "mlflow", "optuna", "numpy", "pandas", "scikit-learn")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 import datasets
 from bench.baseline import cache_dir, ensure_baseline
 from bench.config import ExperimentConfig
+from bench.paths import REPO
 from bench.models import create_model
 from bench.paper_protocols import PAPER_PROTOCOLS
 from bench.papers import experiments, list_papers
@@ -27,7 +27,6 @@ from methods.common.base import CompressionError
 from methods.common.pruning import current_mask, prunable_tensors, rewind_to
 from papers_support import parsed_experiments, scratch_store
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

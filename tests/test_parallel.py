@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pytest
 
 from bench.config import ExperimentConfig
+from bench.paths import REPO
 from bench.recipes import TrainRecipe
 from bench.studies import make_storage
 from bench.sweep import SweepConfig, run_sweep
@@ -23,7 +23,6 @@ from bench.tracking import Tracker
 
 RATIOS = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 WORKERS = 3
-REPO = Path(__file__).resolve().parents[1]
 # What a store under contention prints when a writer gives up (SQLite) or a worker dies.
 BAD_OUTPUT = ("database is locked", "Traceback", "OperationalError")
 
