@@ -9,6 +9,7 @@ half-written file under the final name; a corrupt file is detected, reported and
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -20,6 +21,7 @@ import torch
 from filelock import FileLock
 
 from bench.config import ExperimentConfig, results_dir
+from bench.export import Forms
 from bench.metrics import split_accuracy
 from bench.models import SequentialNet, create_model
 from datasets import Data
@@ -33,6 +35,11 @@ class Baseline:
     train_seconds: float
     key: str
     init_state: dict[str, torch.Tensor] | None = None  # the weights before training (random init)
+
+    @functools.cached_property
+    def forms(self) -> Forms:
+        """The dense model's measured forms, made once and shared by every measurement of a run against it."""
+        return Forms(self.model)
 
 
 def cache_dir() -> Path:

@@ -7,6 +7,7 @@ compiled forward of a deployable form (TorchScript trace, frozen), for latency o
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 import io
 import warnings
@@ -91,12 +92,54 @@ def use_csr(weight: torch.Tensor) -> bool:
 
 def deployable(model: nn.Module) -> nn.Module:
     """``bake`` plus CSR storage for each Linear layer where CSR is smaller and faster (``use_csr``)."""
-    out = bake(model)
+    return with_csr(bake(model), copy=False)
+
+
+def with_csr(baked: nn.Module, copy: bool = True) -> nn.Module:
+    """A baked model with each Linear layer stored in CSR where ``use_csr``. Where no layer qualifies (a dense
+    or structurally pruned model) it is ``baked`` itself, not a copy; with ``copy=False`` it swaps in place."""
+    if not any(isinstance(m, nn.Linear) and use_csr(m.weight) for m in baked.modules()):
+        return baked
+    out = clone(baked) if copy else baked
     for parent in list(out.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear) and use_csr(child.weight):
                 setattr(parent, child_name, CSRLinear(child))
     return out
+
+
+class Forms:
+    """A model's measured forms, each made at most once: ``baked``, ``deployed`` (``deployable``) and ``lean``.
+
+    Size, FLOPs, PQ index, per-layer table and latency all read a baked copy; made per metric, that was about
+    seven deep copies of one model per run. One ``Forms`` is shared by them instead (``bench.metrics`` takes it
+    wherever it takes a model). The forms are read, never changed; the model must not change while in use.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._lean: dict[tuple[int, ...], nn.Module] = {}
+
+    @functools.cached_property
+    def baked(self) -> nn.Module:
+        return bake(self.model)
+
+    @functools.cached_property
+    def deployed(self) -> nn.Module:
+        """``deployable(model)``, sharing the baked copy where no layer is stored in CSR."""
+        return with_csr(self.baked)
+
+    def lean(self, input_shape: tuple[int, ...]) -> nn.Module:
+        """``lean`` of the deployed form, on the CPU, for inputs of ``input_shape``."""
+        shape = tuple(input_shape)
+        if shape not in self._lean:
+            self._lean[shape] = lean(self.deployed.cpu(), shape)
+        return self._lean[shape]
+
+
+def forms_of(model: nn.Module | Forms) -> Forms:
+    """``model``'s forms: itself when it is a ``Forms`` (shared), else made for this one use."""
+    return model if isinstance(model, Forms) else Forms(model)
 
 
 def lean(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:

@@ -1,4 +1,8 @@
-"""Every metric of DESIGN.md, defined once and used by runs, tables and figures."""
+"""Every metric of docs/design.md, defined once and used by runs, tables and figures.
+
+The metrics that read a baked or deployable form take a model or its ``bench.export.Forms``: pass one
+``Forms`` to share a single bake among them all (the pipeline does, once per measured model); a plain module
+is baked by each metric that needs it."""
 from __future__ import annotations
 
 import statistics
@@ -10,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.export import bake, deployable, lean, serialized_size
+from bench.export import Forms, forms_of, serialized_size
 from bench.models import classifier_of
 from datasets import Data
 from datasets.core import EVAL_BATCH, Batch, TensorBatches
@@ -53,9 +57,9 @@ def layer_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]
     return {short: int(sum(counts.get(full, {}).values())) // 2 for full, short in named.items()}
 
 
-def per_layer(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, object]]:
+def per_layer(model: nn.Module | Forms, input_shape: tuple[int, ...]) -> list[dict[str, object]]:
     """One row per Linear/Conv2d layer of the baked model: sizes, density, MACs, PQ index."""
-    baked = bake(model)
+    baked = forms_of(model).baked
     macs = layer_macs(baked, input_shape)
     rows = []
     for name, module in baked.named_modules():
@@ -71,7 +75,7 @@ def per_layer(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, 
     return rows
 
 
-def flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, float]:
+def flops(model: nn.Module | Forms, input_shape: tuple[int, ...]) -> tuple[int, float]:
     """(MACs of the model as built, MACs x per-layer weight density): ShrinkBench's flops and flops_nz."""
     rows = per_layer(model, input_shape)
     return sum(r["macs_dense"] for r in rows), sum(r["macs_effective"] for r in rows)
@@ -97,9 +101,9 @@ def pq_index(w: torch.Tensor, p: float = 0.5, q: float = 1.0) -> float:
     return max(0.0, value)
 
 
-def model_pq_index(model: nn.Module) -> float:
+def model_pq_index(model: nn.Module | Forms) -> float:
     """PQ index of the surviving prunable weights (every Linear/Conv2d weight but the classifier's)."""
-    baked = bake(model)
+    baked = forms_of(model).baked
     classifier = classifier_of(baked)
     weights = [m.weight.flatten() for m in baked.modules() if isinstance(m, MEASURED_TYPES) and m is not classifier]
     # SAP's convention: the index of the surviving weights (zeros would make it mostly measure sparsity).
@@ -165,13 +169,14 @@ def latencies_ms(models: dict[str, nn.Module], input_shape: tuple[int, ...], bat
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def size_metrics(dense: nn.Module, model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
-    total, effective = params_total(dense), params_effective(model)
+def size_metrics(dense: nn.Module | Forms, model: nn.Module | Forms, input_shape: tuple[int, ...]) -> dict[str, float]:
+    dense_model, plain = forms_of(dense).model, forms_of(model).model
+    total, effective = params_total(dense_model), params_effective(plain)
     flops_dense, _ = flops(dense, input_shape)
     _, flops_effective = flops(model, input_shape)
-    size_bytes, size_gzip = serialized_size(deployable(model))
+    size_bytes, size_gzip = serialized_size(forms_of(model).deployed)
     # A generated-weight model ships its generator: size what is stored, and the materialised form beside it.
-    stored_bytes, stored_gzip = (serialized_size(model.cpu()) if hasattr(model, "stored_parameter_count")
+    stored_bytes, stored_gzip = (serialized_size(plain.cpu()) if hasattr(plain, "stored_parameter_count")
                                  else (size_bytes, size_gzip))
     ratio = total / max(effective, 1)
     return {
@@ -185,12 +190,12 @@ def size_metrics(dense: nn.Module, model: nn.Module, input_shape: tuple[int, ...
     }
 
 
-def latency_metrics(dense: nn.Module, model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30,
-                    threads: int = 1) -> dict[str, float]:
+def latency_metrics(dense: nn.Module | Forms, model: nn.Module | Forms, input_shape: tuple[int, ...],
+                    repeats: int = 30, threads: int = 1) -> dict[str, float]:
     """Latency of the deployable forms of dense and compressed models, measured side by side."""
     # The lean form (traced, frozen, optimised for inference) is what a deployment would run; eager
     # per-call overhead otherwise hides most of a small model's FLOP savings.
-    forms = {"dense": lean(deployable(dense).cpu(), input_shape), "compressed": lean(deployable(model).cpu(), input_shape)}
+    forms = {"dense": forms_of(dense).lean(input_shape), "compressed": forms_of(model).lean(input_shape)}
     out: dict[str, float] = {}
     for batch in (1, 256):
         ms = latencies_ms(forms, input_shape, batch, repeats=repeats, threads=threads)

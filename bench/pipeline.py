@@ -6,8 +6,12 @@ any other failure is recorded as a FAILED run with its error.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import functools
+import io
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,7 +25,7 @@ from bench import arms as arms_lib
 from bench.baseline import Baseline, ensure_baseline
 from bench.budget import BudgetError, Ledger
 from bench.config import ExperimentConfig
-from bench.export import clone
+from bench.export import Forms, clone, forms_of
 from bench.metrics import latency_metrics, params_effective, params_total, per_layer, size_metrics, split_accuracy
 from bench.plugins import load_plugins
 from bench.tracking import DatasetRecord, Tracker
@@ -50,14 +54,49 @@ def experiment_name(config: ExperimentConfig) -> str:
 
 
 def load_data(config: ExperimentConfig) -> datasets.Data:
-    return datasets.get(config.dataset, **dict(config.dataset_options))
+    """The configured dataset, loaded (its files read and checked) once per process: a sweep's trials and seeds,
+    its baselines and controls all share one copy, which nothing changes. ``forget_loaded_data`` drops it."""
+    try:
+        return _load_once(config.dataset, config.dataset_options, str(datasets.data_dir()), _file_stamp(config.dataset))
+    except TypeError:  # an option value that cannot be part of a key (unhashable): loaded every time
+        return datasets.get(config.dataset, **dict(config.dataset_options))
 
 
-def measure(dense: nn.Module, model: nn.Module, data: datasets.Data, config: ExperimentConfig) -> dict[str, float]:
-    """Every metric of DESIGN.md for ``model`` against ``dense``; accuracy on test is reported, never chosen on."""
+@functools.lru_cache(maxsize=2)  # two datasets at most stay in memory (a script may alternate two)
+def _load_once(name: str, options: tuple[tuple[str, Any], ...], where: str,
+               stamp: tuple[int, int] | None) -> datasets.Data:
+    # ``where`` (the data folder) and ``stamp`` (a file: dataset's size and mtime) are only part of the key:
+    # data fetched elsewhere, or a file rewritten, is loaded anew. A registered name cannot change its builder.
+    return datasets.get(name, **dict(options))
+
+
+def _file_stamp(name: str) -> tuple[int, int] | None:
+    if not name.startswith(datasets.FILE_PREFIX):
+        return None
+    try:
+        st = os.stat(os.path.expanduser(name[len(datasets.FILE_PREFIX):]))
+    except OSError:
+        return None  # missing: ``datasets.get`` says so, and a failure is never cached
+    return st.st_size, st.st_mtime_ns
+
+
+def forget_loaded_data() -> None:
+    """Drop this process's loaded datasets and its record of verified data files: the next load reads and
+    checks everything again, as every run did before loads were shared (the benchmark's "before" arm)."""
+    from datasets.fetch import forget_verified
+
+    _load_once.cache_clear()
+    forget_verified()
+
+
+def measure(dense: nn.Module | Forms, model: nn.Module | Forms, data: datasets.Data,
+            config: ExperimentConfig) -> dict[str, float]:
+    """Every metric of docs/design.md for ``model`` against ``dense`` (modules, or their ``Forms`` so that each
+    is baked once for all metrics); accuracy on test is reported, never chosen on."""
+    plain = forms_of(model).model
     topk = (1, 5) if data.num_classes > 10 else (1,)
-    test = split_accuracy(model, data, "test", topk=topk)
-    metrics: dict[str, float] = {"acc_top1": test[1], "val_acc_top1": split_accuracy(model, data, "val")[1]}
+    test = split_accuracy(plain, data, "test", topk=topk)
+    metrics: dict[str, float] = {"acc_top1": test[1], "val_acc_top1": split_accuracy(plain, data, "val")[1]}
     if 5 in test:
         metrics["acc_top5"] = test[5]
     metrics.update(size_metrics(dense, model, data.input_shape))
@@ -87,7 +126,7 @@ def ensure_baseline_run(tracker: Tracker, config: ExperimentConfig, baseline: Ba
         tracker.log_params(run_id, params)
         record = dataset_record(config, data)
         tracker.log_dataset(run_id, record)
-        metrics = measure(baseline.model, baseline.model, data, config)
+        metrics = measure(baseline.forms, baseline.forms, data, config)
         metrics["train_seconds"] = baseline.train_seconds
         model_id = tracker.log_model(run_id, experiment_name(config), baseline.model, f"baseline-{config.model}",
                                      {"kind": "baseline", "seed": config.seed})
@@ -112,7 +151,7 @@ def ensure_control(tracker: Tracker, config: ExperimentConfig, baseline: Baselin
         model = clone(baseline.model)
         start = time.perf_counter()
         fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator)
-        metrics = measure(baseline.model, model, data, config)
+        metrics = measure(baseline.forms, Forms(model), data, config)
         metrics.update(finetune_seconds=time.perf_counter() - start, baseline_acc_top1=baseline.test_acc,
                        acc_drop=baseline.test_acc - metrics["acc_top1"], lr=config.lr,
                        train_epochs_total=config.baseline.epochs + config.finetune.epochs)
@@ -221,15 +260,21 @@ def run_tags(config: ExperimentConfig, arm: str = "method") -> dict[str, Any]:
 def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, parent_run_id: str | None = None,
                    extra_tags: dict[str, Any] | None = None, progress: bool = False,
                    on_run_start: Callable[[str], None] | None = None,
-                   arms: tuple[str, ...] = ("method",)) -> RunResult:
+                   arms: tuple[str, ...] = ("method",), work_once: bool = True) -> RunResult:
     """Compress, fine-tune, measure and track one configuration; ``on_run_start`` gets each MLflow run id
     as soon as the run exists (a sweep stores them on its trial, so a killed trial's runs can be closed).
 
     ``arms`` beyond ``"method"`` (``scratch``, ``shuffled``; see ``bench.arms``) are controls derived from the
     same compressed model and trained under the same budget; their results are in ``RunResult.controls``.
+
+    ``work_once=False`` is for the benchmark alone (``bench.benchmark.trial_overhead``): the run does its work as
+    every run did before issue 18, reloading and re-checking the data and baking the model once per metric, so
+    that what sharing saves is measured side by side. The metrics are the same either way.
     """
     load_plugins(config.plugins, entry_points=False)  # no-op where this process has loaded them already
     method = build_method(config)
+    if not work_once:
+        forget_loaded_data()
     data = load_data(config)
     baseline, _ = ensure_baseline(config, data, progress=progress)
     tracker = tracker or Tracker()
@@ -266,12 +311,13 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
         return _train_rest(model, config.finetune, ledger, config, data, progress, finetune=True)
 
     arm = _Arm("method", compressed, final_finetune, ledger, steps, {"compress_seconds": compress_seconds})
-    result = _track_arm(config, method, arm, baseline, data, control, tracker, parent_run_id, extra_tags, on_run_start)
+    result = _track_arm(config, method, arm, baseline, data, control, tracker, parent_run_id, extra_tags, on_run_start,
+                        work_once)
     for name in arms[1:]:
         control_arm = _control_arm(name, config, untuned, baseline, data, progress)
         result.controls.append(_track_arm(config, method, control_arm, baseline, data, control, tracker,
                                           parent_run_id, {**(extra_tags or {}), "derived_from": result.run_id},
-                                          on_run_start))
+                                          on_run_start, work_once))
     return result
 
 
@@ -311,7 +357,8 @@ def _control_arm(name: str, config: ExperimentConfig, untuned: nn.Module, baseli
 
 def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, baseline: Baseline,
                data: datasets.Data, control: dict[str, float], tracker: Tracker, parent_run_id: str | None,
-               extra_tags: dict[str, Any] | None, on_run_start: Callable[[str], None] | None) -> RunResult:
+               extra_tags: dict[str, Any] | None, on_run_start: Callable[[str], None] | None,
+               work_once: bool = True) -> RunResult:
     tags = _tags(config, "compressed", config.method,
                  {"baseline_key": baseline.key, **run_tags(config, arm.name), **(extra_tags or {})})
     suffix = "" if arm.name == "method" else f"-{arm.name}"
@@ -331,7 +378,9 @@ def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, base
         start = time.perf_counter()
         model = arm.train(model)
         finetune_seconds = time.perf_counter() - start
-        metrics = measure(baseline.model, model, data, config)
+        # One bake of the trained model serves every metric and the per-layer table (``work_once``).
+        measured = Forms(model) if work_once else model
+        metrics = measure(baseline.forms if work_once else baseline.model, measured, data, config)
         metrics.update(before)
         ledger = arm.ledger
         in_method = ledger.finetune_calls * config.finetune.epochs if not config.protocol.equal_budget else None
@@ -351,11 +400,11 @@ def _track_arm(config: ExperimentConfig, method: methods.Method, arm: _Arm, base
                                      {"method": config.method, "arm": arm.name, "requested_ratio": f"{config.ratio:g}",
                                       "seed": config.seed, "protocol": config.protocol.label})
         tracker.log_metrics(run_id, metrics, model_id=model_id, dataset=record)
-        layers = per_layer(model, data.input_shape)
+        layers = per_layer(measured, data.input_shape)
         artifacts = {"report.json": json.dumps({"config": dataclasses.asdict(config), "method": _method_params(method),
                                                 "arm": arm.name, "metrics": metrics, "per_layer": layers,
                                                 "model_id": model_id}, indent=2, default=str),
-                     "per_layer.csv": _csv(layers)}
+                     "per_layer.csv": csv_text(layers)}
         for name, text in artifacts.items():
             tracker.log_text(run_id, text, name)
     return RunResult(run_id, metrics, config, arm.steps, arm=arm.name, artifacts=artifacts, model_id=model_id)
@@ -415,11 +464,15 @@ def record_unreachable(tracker: Tracker, config: ExperimentConfig, error: Compre
     return run_id
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows with the same keys as CSV text, a header first ("" for no rows); what is logged as a .csv artifact."""
     if not rows:
         return ""
-    header = list(rows[0])
-    return "\n".join([",".join(header)] + [",".join(str(r[h]) for h in header) for r in rows]) + "\n"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def set_threads(n: int | None) -> None:

@@ -584,6 +584,7 @@ def _log_pareto(cfg: SweepConfig, tracker: Any, parent: str, study: Any) -> None
     from pathlib import Path
 
     from bench.figures import pareto_plot
+    from bench.pipeline import csv_text
 
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if not trials:
@@ -592,8 +593,7 @@ def _log_pareto(cfg: SweepConfig, tracker: Any, parent: str, study: Any) -> None
     rows = [{"trial": t.number, "ratio_requested": t.params.get("ratio"), "compression_ratio": t.values[1],
              "val_acc_top1": t.values[0], "acc_top1": t.user_attrs.get("acc_top1_mean"),
              "acc_top1_std": t.user_attrs.get("acc_top1_std"), "pareto": t.number in front} for t in trials]
-    lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
-    tracker.log_text(parent, "\n".join(lines) + "\n", "pareto.csv")
+    tracker.log_text(parent, csv_text(rows), "pareto.csv")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pareto.png"
         pareto_plot(rows, f"{cfg.template.method} on {cfg.template.dataset}/{cfg.template.model} "

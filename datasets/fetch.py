@@ -13,6 +13,27 @@ from pathlib import Path
 from datasets.core import DataError, data_dir, fetch_command
 from datasets.idx import sha256, verify
 
+# Files whose checksum this process has verified, keyed by (path, size, mtime in ns, expected digest): a sweep
+# used to hash Fashion-MNIST's IDX files once per trial per seed. A file is hashed once per process
+# however often it is loaded (another ``train_limit`` too); one rewritten since has another size or mtime, and
+# is hashed again.
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+def verify_once(path: Path, expected: str, fix: str) -> None:
+    """``datasets.idx.verify`` once per process for an unchanged file (see ``_VERIFIED``)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, expected)
+    if key not in _VERIFIED:
+        verify(path, expected, fix)
+        _VERIFIED.add(key)
+
+
+def forget_verified() -> None:
+    """Forget which files were verified: the next load hashes them again."""
+    _VERIFIED.clear()
+
+
 SPLIT_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -45,7 +66,7 @@ class IdxSource:
         files = {f: self.cache / f for f in SPLIT_FILES}
         if self.checksums:
             for f, path in files.items():
-                verify(path, self.checksums[f], fetch_command(self.name))
+                verify_once(path, self.checksums[f], fetch_command(self.name))
         return files
 
     def _install_from(self, directory: Path) -> None:
