@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from bench.metrics import params_total
 from methods import register
 from methods.common.base import RATIO_TOLERANCE, CompressionError, Context, Method
 from methods.common.structured import WidthCount, budget_for_ratio, geometric_widths, integer_widths, widths_for_budget
@@ -312,10 +313,10 @@ class Coreset(Method):
             count = group_param_counter(model)
         except ValueError:
             return None
-        return sum(p.numel() for p in model.parameters()) / count([1] * count.size) if count.size else None
+        return params_total(model) / count([1] * count.size) if count.size else None
 
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
-        dense_params = sum(p.numel() for p in model.parameters())
+        dense_params = params_total(model)
         budget = budget_for_ratio(dense_params, target_ratio)
         try:
             groups = unit_groups(model)
@@ -339,7 +340,7 @@ class Coreset(Method):
             context.log_metrics({f"coreset_{k}": v for k, v in stats.items()}, pos)
             if self.finetune_each_layer and pos < len(groups) - 1:
                 model = context.finetune(model)
-        achieved = dense_params / sum(p.numel() for p in model.parameters())
+        achieved = dense_params / params_total(model)
         if abs(achieved / target_ratio - 1) > RATIO_TOLERANCE:
             raise CompressionError(f"draws=fixed gave widths {group_widths(model)}, {achieved:.3g}x against the "
                                    f"requested {target_ratio:g}x (beyond ±3%); use draws=until-k to hit widths exactly")

@@ -18,7 +18,8 @@ from torch import nn
 
 from methods import register
 from methods.common.base import CompressionError, Context, Method
-from methods.common.pruning import apply_masks, effective, keep_count, max_masked_ratio, prunable_tensors
+from methods.common.pruning import (apply_masks, effective, keep_count, max_masked_ratio, prunable_count,
+                                    prunable_tensors)
 from bench.models import classifier_of
 
 REFRESHES_PER_DECAY = 20  # official code: alpha' <- 0.9 alpha' every 20 refreshes
@@ -252,7 +253,7 @@ class RateDistortion(Method):
         """Survivor counts after each iterative round, the last one exactly the target's."""
         tensors = self._tensors(model)
         final_keep = keep_count(model, target_ratio, tensors)
-        total = sum(getattr(m, n).numel() for m, n in tensors)
+        total = prunable_count(tensors)
         return [k for k in _survivor_schedule(total, self.round_fraction) if k > final_keep] + [final_keep]
 
     def planned_finetunes(self, model: nn.Module, target_ratio: float) -> int:
@@ -261,7 +262,7 @@ class RateDistortion(Method):
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         tensors = self._tensors(model)
         final_keep = keep_count(model, target_ratio, tensors)
-        total = sum(getattr(m, n).numel() for m, n in tensors)
+        total = prunable_count(tensors)
         generator = context.generator()
         if self.schedule == "one-shot":
             return self._one_shot(model, tensors, final_keep, total, generator, context)

@@ -138,12 +138,14 @@ def _widths(label: str, ratio: float, vlist: Sequence[Variant], model: str, data
     from bench.metrics import params_total
     from bench.models import create_model
     from methods.common.structured import budget_for_ratio
+    from methods.common.unit_groups import group_param_counter
 
     v = next(v for v in vlist if v.label == label)
     net = create_model(model, INPUT_SHAPES[dataset], 10, seed=0)
     try:
         if v.method == "coreset":
-            plan = methods.build("coreset", dict(v.overrides)).plan(net, budget_for_ratio(params_total(net), ratio))
+            budget = budget_for_ratio(params_total(net), ratio)
+            plan = methods.build("coreset", dict(v.overrides)).plan(group_param_counter(net), budget)
             return str(tuple(plan))
         if v.method == "lma":
             from methods.lma import _hidden_widths, build_student
