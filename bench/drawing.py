@@ -6,7 +6,7 @@ figures and the papers both depend on it and never on each other's internals.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -62,13 +62,18 @@ def write_table(df: "pandas.DataFrame", path: Path, title: str) -> list[Path]:
     return [csv, md]
 
 
-def markdown(df: "pandas.DataFrame") -> str:
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return "" if np.isnan(v) else f"{v:.4g}"
-        return "" if v is None else str(v)
+def plain_cell(column: str, v: Any) -> str:
+    """A table cell as the figures' tables print it: floats to 4 significant digits, missing values empty."""
+    if isinstance(v, float):
+        return "" if np.isnan(v) else f"{v:.4g}"
+    return "" if v is None else str(v)
 
-    header = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+
+def markdown(df: "pandas.DataFrame", cell: Callable[[str, Any], str] = plain_cell) -> str:
+    """``df`` as a GitHub Markdown table through ``DataFrame.to_markdown``; ``cell(column, value)`` writes each
+    cell first, and tabulate's number parsing is off so it never re-formats a number that ``cell`` wrote."""
+    import pandas as pd
+
+    columns = [str(c) for c in df.columns]
+    rows = [[cell(c, v) for c, v in zip(columns, row)] for row in df.itertuples(index=False, name=None)]
+    return pd.DataFrame(rows, columns=columns).to_markdown(index=False, tablefmt="github", disable_numparse=True)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bench.drawing import pyplot, save
+from bench.drawing import markdown, pyplot, save
 
 TUNED_KINDS = ("compressed", "control")
 SELECT_KEYS = ["experiment", "variant", "arm", "requested_ratio", "seed"]
@@ -410,11 +410,7 @@ def _cell(column: str, v: Any) -> str:
 def to_markdown(df: "pandas.DataFrame") -> str:
     """A GitHub markdown table: acc_*/diff_* floats in percent (2 decimals; differences signed), other floats
     to 4 significant digits, missing values as "—"."""
-    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    rule = "|" + "---|" * len(df.columns)
-    body = ["| " + " | ".join(_cell(str(c), v) for c, v in zip(df.columns, row)) + " |"
-            for row in df.itertuples(index=False, name=None)]
-    return "\n".join([header, rule, *body])
+    return markdown(df, _cell)
 
 
 # ---------------------------------------------------------------- figure
