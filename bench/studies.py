@@ -7,7 +7,9 @@ tracked MLflow runs it left RUNNING are closed as KILLED.
 """
 from __future__ import annotations
 
+import hashlib
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,6 +19,10 @@ from bench.config import results_dir
 OBJECTIVES = ("val_acc_top1", "compression_ratio")  # both maximised
 HEARTBEAT_SECONDS = 5
 GRACE_SECONDS = 20
+
+
+# The file behind each journal storage ``make_storage`` built (Optuna's storage does not say it publicly).
+_JOURNAL_FILES: "weakref.WeakKeyDictionary[Any, Path]" = weakref.WeakKeyDictionary()
 
 
 class StorageError(RuntimeError):
@@ -98,7 +104,6 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], tracking_uri: str, att
 
 def make_storage(url: str | None, tracking_uri: str) -> Any:
     """An Optuna storage for ``url`` (None: the default SQLite file); raises StorageError clearly."""
-    import optuna
     import sqlalchemy.exc
 
     quiet_optuna()
@@ -109,7 +114,9 @@ def make_storage(url: str | None, tracking_uri: str) -> Any:
         path = Path(url[len("journal:"):]).expanduser()
         if not path.parent.is_dir():
             raise StorageError(f"journal storage directory {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path)))
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        _JOURNAL_FILES[storage] = path.resolve()  # where study_lock keeps its lock files
+        return storage
     if "://" not in url:
         raise StorageError(f"storage {url!r} is not a URL; use e.g. sqlite:///results/optuna.db, "
                            "postgresql://user:pass@host/db, or journal:/path/to/file.log")
@@ -131,38 +138,106 @@ def make_storage(url: str | None, tracking_uri: str) -> Any:
 
 
 @contextmanager
-def study_lock(storage: Any, name: str, timeout: float = 300.0, stale_after: float = 120.0) -> Iterator[None]:
-    """A mutex across processes and machines for check-then-act steps on one study (finding or creating
-    the sweep's parent run, enqueuing the missing grid points), built from the storage's unique study names
-    so it works on every Optuna storage. A lock older than ``stale_after`` seconds (its holder died) is broken.
-    """
-    import optuna
-    from optuna.study import StudyDirection
+def study_lock(storage: Any, name: str, timeout: float = 300.0) -> Iterator[None]:
+    """A mutex across processes (and, on a database server, machines) for check-then-act steps on one study:
+    finding or creating the sweep's parent run, enqueuing the missing grid points.
 
-    lock_name = f"{name}#lock"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            lock_id = storage.create_new_study([StudyDirection.MINIMIZE], lock_name)
-            storage.set_study_user_attr(lock_id, "acquired", time.time())
-            break
-        except optuna.exceptions.DuplicatedStudyError:
-            try:
-                holder = storage.get_study_id_from_name(lock_name)
-                acquired = storage.get_study_user_attrs(holder).get("acquired")
-                if acquired is not None and time.time() - acquired > stale_after:
-                    storage.delete_study(holder)
-                    continue
-            except KeyError:  # released between our attempt and the look-up
-                continue
-            if time.monotonic() > deadline:
-                raise StorageError(f"study {name!r} stayed locked for {timeout:.0f}s by another worker "
-                                   f"(lock study {lock_name!r}); delete it if no sweep is running") from None
-            time.sleep(0.2)
+    It lives outside Optuna's tables, so nothing of it shows in optuna-dashboard, and the operating system or
+    the database releases it when its holder dies (no stale lock to break): a ``filelock`` beside a SQLite
+    database or a journal file (one machine), a PostgreSQL advisory lock or a MySQL named lock (every
+    machine that shares the server).
+    """
+    lock = _lock_for(storage, name)
+    if not lock.acquire(timeout):
+        raise StorageError(f"study {name!r} stayed locked for {timeout:.0f}s by another worker; is a sweep "
+                           "of it still running?")
     try:
         yield
     finally:
+        lock.release()
+
+
+def _lock_key(name: str) -> str:
+    """A study name as a short, file- and SQL-safe key (study names hold '/', '=' and spaces)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+class _FileLock:
+    """``filelock`` on a file in a hidden folder beside the storage's file."""
+
+    def __init__(self, beside: Path, name: str) -> None:
+        from filelock import FileLock
+
+        folder = beside.parent / f".{beside.name}.locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(str(folder / f"{_lock_key(name)}.lock"))
+
+    def acquire(self, timeout: float) -> bool:
+        from filelock import Timeout
+
         try:
-            storage.delete_study(lock_id)
-        except KeyError:  # broken as stale by another process
-            pass
+            self.lock.acquire(timeout=timeout)
+        except Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+class _ServerLock:
+    """A named lock of the database server, held by one dedicated connection of the storage's engine: the
+    server frees it when that connection ends, however its process ended."""
+
+    SQL = {  # dialect: (try to take it now -> true when taken, release)
+        "postgresql": ("SELECT pg_try_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+        "mysql": ("SELECT GET_LOCK(:key, 0) = 1", "SELECT RELEASE_LOCK(:key)"),
+    }
+
+    def __init__(self, engine: Any, name: str) -> None:
+        self.engine, self.take, self.give = engine, *self.SQL[engine.dialect.name]
+        digest = _lock_key(name)
+        # PostgreSQL's advisory locks take a 64-bit integer; MySQL's named locks a string of up to 64 characters.
+        self.key = int(digest, 16) - (1 << 63) if engine.dialect.name == "postgresql" else f"bench-{digest}"
+        self.connection: Any = None
+
+    def acquire(self, timeout: float) -> bool:
+        from sqlalchemy import text
+
+        self.connection = self.engine.connect()
+        deadline = time.monotonic() + timeout
+        while True:
+            taken = bool(self.connection.execute(text(self.take), {"key": self.key}).scalar())
+            self.connection.commit()  # a session-level lock: the transaction need not stay open
+            if taken:
+                return True
+            if time.monotonic() > deadline:
+                self.connection.close()
+                return False
+            time.sleep(0.2)
+
+    def release(self) -> None:
+        from sqlalchemy import text
+
+        try:
+            self.connection.execute(text(self.give), {"key": self.key})
+            self.connection.commit()
+        finally:
+            self.connection.close()
+
+
+def _lock_for(storage: Any, name: str) -> Any:
+    """The lock that fits the storage ``make_storage`` built."""
+    import optuna
+
+    if isinstance(storage, optuna.storages.JournalStorage) and storage in _JOURNAL_FILES:
+        return _FileLock(_JOURNAL_FILES[storage], name)
+    if isinstance(storage, optuna.storages.RDBStorage):
+        dialect = storage.engine.dialect.name
+        if dialect in _ServerLock.SQL:
+            return _ServerLock(storage.engine, name)
+        database = storage.engine.url.database
+        if dialect == "sqlite" and database and database != ":memory:":
+            return _FileLock(Path(database).resolve(), name)
+    raise StorageError(f"no lock for sweeps on {type(storage).__name__} storage; use SQLite, PostgreSQL, MySQL "
+                       "or journal:PATH")

@@ -1,4 +1,5 @@
 """Sweeps against real Optuna (SQLite) and MLflow (SQLite) stores in a temporary directory."""
+import contextlib
 import math
 
 import optuna
@@ -164,3 +165,27 @@ def test_a_tpe_range_wholly_out_of_reach_is_refused(results):
     with pytest.raises(CompressionError, match="out of reach: magnitude reaches at most"):
         run_sweep(SweepConfig(template=_template(), mode="tpe", trials=1, ratio_range=(100.0, 5000.0), quiet=True))
     assert not (results / "optuna.db").exists()
+
+
+def test_claiming_points_leaves_no_lock_study_in_the_storage(results, monkeypatch):
+    """The sweep's locks live outside Optuna's tables: optuna-dashboard never lists a '...#lock' study, neither
+    while a worker holds the claim lock nor after the sweep."""
+    import bench.sweep
+    from bench.studies import study_lock
+
+    storage_url = f"sqlite:///{results / 'optuna.db'}"
+    seen: list[list[str]] = []
+
+    @contextlib.contextmanager
+    def watched(storage, name, *args, **kwargs):
+        with study_lock(storage, name, *args, **kwargs):
+            seen.append([s.study_name for s in optuna.get_all_study_summaries(storage_url)])
+            yield
+
+    monkeypatch.setattr(bench.sweep, "study_lock", watched)
+    cfg = SweepConfig(template=_template(), ratios=(2.0, 8.0), seeds=1, quiet=True)
+    assert run_sweep(cfg).complete == 2
+    after = [s.study_name for s in optuna.get_all_study_summaries(storage_url)]
+    assert len(seen) >= 3  # the parent-run lock and one claim per point, each seen while held
+    assert all(names == [cfg.study_name()] for names in seen[1:]) and after == [cfg.study_name()]
+    assert not any("lock" in name for names in seen for name in names)
