@@ -102,7 +102,7 @@ reproduce: setup  ## run PAPER's figure under its own recipe (coreset, magnitude
 	$(BIN)/python -m bench fetch fashion-mnist
 	$(BIN)/python -m bench reproduce $(PAPER) --scale $(SCALE)
 
-benchmark: setup data  ## the suite's own speed: harness overhead, compress cost, deployed speed, memory (QUICK=1: short)
+benchmark: setup data  ## the suite's own speed: harness overhead, compress cost, deployed speed, per-trial overhead, memory, tracking (QUICK=1: short)
 	$(BIN)/python -m bench.benchmark $(if $(QUICK),--quick) --out $(RESULTS)/benchmark
 
 clean:  ## remove results/ (stores, caches, figures) and the virtual environment

@@ -32,7 +32,10 @@ def test_quick_run_writes_the_report_csv_and_figure(tmp_path):
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == benchmark.CSV_COLUMNS
-    assert {r["section"] for r in rows} == {"overhead", "compress", "scaling", "deployed", "csr"}
+    assert {r["section"] for r in rows} == {"overhead", "compress", "scaling", "deployed", "csr", "trial"}
+    # Section 4's per-trial overhead before and after the work done once, side by side (never judged here).
+    assert {r["quantity"] for r in rows if r["section"] == "trial"} == {"before_seconds", "after_seconds", "before/after"}
+    assert "### Per-trial overhead" in report
     assert {r["subject"] for r in rows if r["section"] == "compress"} == {"magnitude", "coreset"}
     for r in rows:
         assert float(r["min"]) <= float(r["median"]) <= float(r["max"]) and int(r["repeats"]) >= 1

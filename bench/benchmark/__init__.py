@@ -8,7 +8,8 @@ Sections (issue 10's numbering):
 1. harness overhead: one training epoch through ``bench.training.fit`` vs a plain PyTorch loop;
 2. compress-step cost at 8x on LeNet-300-100 and its growth with MLP width (fitted exponent);
 3. deployed speed: theoretical (FLOPs) vs measured latency speedup of ``deployable`` at batch 1 / 256;
-4. sweep wall time: ``time_commands`` is the hook (not run by default; pass ``--sweep LABEL=COMMAND``);
+4. sweep wall time: ``time_commands`` is the hook (not run by default; pass ``--sweep LABEL=COMMAND``); and a
+   sweep's per-trial overhead (all but compress and fine-tune) before and after the work done once (issue 18);
 5. memory: peak RSS of a ``python -m bench run`` and of a lean MLflow server;
 6. tracking cost: a sweep with MLflow logged models and system metrics vs without (target <= 1.10x).
 

@@ -24,6 +24,7 @@ from bench.benchmark.rows import Row, write_csv
 from bench.benchmark.settings import REPO, Settings
 from bench.benchmark.timing import progress, threads
 from bench.benchmark.tracking_cost import tracking_cost
+from bench.benchmark.trial_overhead import trial_overhead
 
 
 def load_data(settings: Settings):
@@ -71,6 +72,9 @@ def run(settings: Settings, out_dir: Path, sweeps: Sequence[tuple[str, str]] = (
     if sweeps:
         progress("4/6 sweep wall time")
         time_commands(sweeps, rows=rows)
+    if settings.trial_repeats and 4 in settings.sections:
+        progress("4/6 per-trial overhead")
+        trial_overhead(settings, rows, notes)
     if settings.memory and 5 in settings.sections:
         progress("5/6 memory")
         memory(settings, rows, notes)
@@ -98,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one)")
     p.add_argument("--models", default=None, help="comma-separated models for the overhead section")
     p.add_argument("--no-memory", action="store_true", help="skip section 5")
+    p.add_argument("--no-trial-overhead", action="store_true", help="skip section 4's per-trial overhead")
     p.add_argument("--no-tracking", action="store_true", help="skip section 6")
+    p.add_argument("--trial-only", action="store_true", help="run section 4's per-trial overhead alone (a few minutes)")
     p.add_argument("--tracking-only", action="store_true", help="run section 6 alone (about 5 minutes)")
     p.add_argument("--sweep", action="append", default=[], metavar="LABEL=COMMAND",
                    help="time a whole command for section 4 (repeatable)")
@@ -115,8 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes["overhead_models"] = tuple(m for m in args.models.split(",") if m)
     if args.no_memory:
         changes["memory"] = False
+    if args.no_trial_overhead:
+        changes["trial_repeats"] = 0
     if args.no_tracking:
         changes["tracking_repeats"] = 0
+    if args.trial_only:
+        changes["sections"] = (4,)
     if args.tracking_only:
         changes["sections"] = (6,)
     settings = dataclasses.replace(settings, **changes)

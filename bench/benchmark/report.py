@@ -154,8 +154,9 @@ def report(rows: list[Row], settings: Settings, cond: dict[str, str], names: lis
     if sweep:
         out += ["| command | quantity | value |", "|---|---|---|"] + [f"| {r.subject} | {r.quantity} | {cell(r)} |" for r in sweep]
     else:
-        out += ["Not measured in this run (the hook is `bench.benchmark.time_commands`; pass `--sweep LABEL=COMMAND`)."]
-    out += [""]
+        out += ["Whole commands: not measured in this run (the hook is `bench.benchmark.time_commands`; pass "
+                "`--sweep LABEL=COMMAND`)."]
+    out += [""] + trial_section(rows, notes)
 
     mem = find(rows, "memory")
     out += ["## 5. Memory", ""]
@@ -179,3 +180,19 @@ def report(rows: list[Row], settings: Settings, cond: dict[str, str], names: lis
     else:
         out += ["Not measured in this run (`--no-tracking` skips it)."]
     return "\n".join(out) + "\n"
+
+
+def trial_section(rows: list[Row], notes: list[str]) -> list[str]:
+    """Section 4's per-trial overhead, before and after the work done once (issue 18, item 7)."""
+    trial = {r.quantity: r for r in find(rows, "trial")}
+    out = ["### Per-trial overhead (everything but compress and fine-tune)", ""]
+    if not trial:
+        return out + ["Not measured in this run (`--no-trial-overhead` skips it).", ""]
+    r = trial["before/after"]
+    fastest = min(trial["before_seconds"].values) / min(trial["after_seconds"].values)
+    out += ["Loading the data and the baseline, measuring and tracking one trial of a sweep, with the dataset loaded "
+            "and checked once per process and each model baked once per run (after) vs once per seed and once per "
+            f"metric (before). {r.subject}; {r.condition}.", "",
+            "| before s | after s | before/after per pair | fastest/fastest |", "|---|---|---|---|",
+            f"| {cell(trial['before_seconds'])} | {cell(trial['after_seconds'])} | {cell(r)} | {fastest:.2f} |", ""]
+    return out + [f"- {n}" for n in notes if n.startswith("trial overhead")] + [""]

@@ -30,6 +30,7 @@ class Settings:
     baseline_epochs: int = 2
     train_time: bool = True    # time train-time methods' own training epoch (section 2)
     memory: bool = True
+    trial_repeats: int = 3     # section 4: pairs of (before, after) sweep trials (issue 18, item 7); 0 skips it
     tracking_repeats: int = 3  # section 6: pairs of (full logging, lean logging) bench commands; 0 skips it
     sections: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     quick: bool = False
@@ -37,5 +38,5 @@ class Settings:
     @classmethod
     def quick_settings(cls) -> "Settings":
         return cls(train_limit=6000, overhead_repeats=3, compress_repeats=1, widths_k=2, ratios=(8.0,),
-                   latency_repeats=5, baseline_epochs=1, train_time=False, memory=False, tracking_repeats=1,
+                   latency_repeats=5, baseline_epochs=1, train_time=False, memory=False, trial_repeats=2, tracking_repeats=1,
                    quick=True)
