@@ -231,7 +231,7 @@ def vgg16(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, hi
     The dense head is Linear(512·h·w, 512), act, Linear(512, 512), act, Linear(512, classes) (h = w = 1 on
     32x32 inputs): the usual CIFAR VGG-16 head, 530,442 parameters of 15,249,354 for CIFAR-10. The coreset
     paper (Mussay et al. 2020, Table 2) prunes "the dense layers only" of a CIFAR-10 VGG-16 and counts them
-    as 1.4M, which neither this head nor its text's 4096/4096/1000 head gives (shared/methods/coreset.md marks
+    as 1.4M, which neither this head nor its text's 4096/4096/1000 head gives (docs/methods/coreset.md marks
     the head unverified); ``hidden`` sets other hidden widths, e.g. (4096, 4096). No dropout: the chain stays
     deterministic in training and every method sees the same layers. ``width`` scales every conv's channels
     (students of other sizes); pools stop once the map is 1 pixel, so 16x16 inputs work too.

@@ -67,7 +67,7 @@ FINETUNE_RECIPE = TrainRecipe(epochs=2, lr=1e-4)
 # (He et al. 2016 decay in steps at 32k/48k of 64k iterations, ~182 epochs; cosine over 200 epochs is the
 # common substitute and the one schedule ``bench.training`` implements besides constant). Weight decay:
 # 1e-4 for the ResNets on CIFAR-10 (He et al. 2016, Sec. 4.2), 5e-4 for VGG-16 (SuRP's configs, see
-# shared/methods/rate_distortion.md) and for everything on CIFAR-100 (LMA's CIFAR-100 setting, lma.md).
+# docs/methods/rate_distortion.md) and for everything on CIFAR-100 (LMA's CIFAR-100 setting, docs/methods/lma.md).
 # Fine-tuning: 20 epochs at a tenth of the baseline's learning rate, SuRP's retraining budget per round
 # (lr 0.01 for ResNet-20, 0.001 for VGG-16). Training batches are augmented (crop + flip) by the dataset.
 def _cifar(lr: float, weight_decay: float, finetune_lr: float) -> tuple[TrainRecipe, TrainRecipe]:

@@ -1,6 +1,6 @@
 """MLflow tracking through an explicit client (no global active run, so sweeps and workers can nest runs).
 
-Schema (DESIGN.md "Tracking schema"): one experiment per ``dataset/model``; tags method, dataset, model,
+Schema (docs/design.md "Tracking schema"): one experiment per ``dataset/model``; tags method, dataset, model,
 seed, kind (baseline | control | compressed | sweep), study, and the environment of ``bench.environment``.
 A run that raises ends FAILED, one interrupted ends KILLED: never left RUNNING.
 

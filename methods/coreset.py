@@ -1,7 +1,7 @@
 """Data-independent coreset neuron pruning (Mussay et al., "Data-Independent Neural Pruning via
 Coresets", ICLR 2020, arXiv:1907.04018; first titled "On Activation Function Coresets for Network Pruning").
 
-Spec: shared/methods/coreset.md. Structured: every coupled unit group (a hidden layer of a chain, or a
+Spec: docs/methods/coreset.md. Structured: every coupled unit group (a hidden layer of a chain, or a
 residual stage with every layer that writes into or reads its stream; ``methods.common.unit_groups``) keeps a
 sampled subset of its units and the result is a physically smaller dense network. No data is touched to
 choose the units.

@@ -1,5 +1,5 @@
 """LMA: a compact student with Light Multi-segment Activations, trained by knowledge distillation
-(Xu, Ke, Zhang, Bian, Liu, AAAI 2020). Spec: shared/methods/lma.md.
+(Xu, Ke, Zhang, Bian, Liu, AAAI 2020). Spec: docs/methods/lma.md.
 
 The compression is the choice of a smaller student of the teacher's family (hidden widths / conv
 channels scaled to the parameter budget); LMA is the add-on that raises the student's accuracy at

@@ -2,7 +2,7 @@
 SAP, the PQ-index-driven Sparsity-informed Adaptive Pruning of Diao et al. (ICLR 2023, arXiv 2302.05601;
 registered from ``methods/sap.py``): the PQ index, the prune-count rules and the round loop.
 
-Spec: shared/methods/lq_adaptive.md. Both rules decide *how many* weights each pruning unit loses from how
+Spec: docs/methods/lq.md. Both rules decide *how many* weights each pruning unit loses from how
 concentrated its magnitudes are, then remove that many smallest-|w| weights; both are unstructured (masks
 with dense shapes; the scope only allocates counts). They share one round loop (``AdaptiveRounds``):
 

@@ -1,6 +1,6 @@
 """Magnitude pruning baselines (Han et al. 2015; ShrinkBench's GlobalMagWeight / LayerMagWeight; IMP).
 
-Spec: shared/methods/magnitude.md. Unstructured: the result keeps the dense shapes with fixed masks.
+Spec: docs/methods/magnitude.md. Unstructured: the result keeps the dense shapes with fixed masks.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Structured multi-hashing (Eban et al., "Structured Multi-Hashing for Model Compression", CVPR 2020).
 
-Spec: shared/methods/multihash.md. A train-time, structured method: every compressed weight tensor is a
+Spec: docs/methods/multihash.md. A train-time, structured method: every compressed weight tensor is a
 slice of one virtual matrix M = X·Y generated from two thin trainable matrices, and the network is
 trained end to end from scratch. What is stored (and counted) is the generator plus the parameters that
 stay outside the pool; ``export`` materialises the weights into a plain model for deployment.

@@ -1,6 +1,6 @@
 """Rate-distortion pruning by successive refinement: SuRP (Isik, Weissman, No, AISTATS 2022).
 
-Spec: shared/methods/rate_distortion.md, which follows the official code (BerivanIsik/SuRP,
+Spec: docs/methods/rate_distortion.md, which follows the official code (BerivanIsik/SuRP,
 ``reconstruct.py`` and ``recon_from_file.py``); the paper body was not retrieved, so the algorithm
 below is the code's, not the paper's equations. Unstructured: the result keeps the dense shapes
 with fixed masks, and the weights on the support are SuRP's *reconstruction* (sums of thresholds,

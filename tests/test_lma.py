@@ -1,4 +1,4 @@
-"""LMA (shared/methods/lma.md): the activation against an independent reference, the students' budgets,
+"""LMA (docs/methods/lma.md): the activation against an independent reference, the students' budgets,
 and the distillation loss against a direct computation."""
 from __future__ import annotations
 

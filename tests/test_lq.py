@@ -1,4 +1,4 @@
-"""The ℓq / PQ-index methods (methods/lq.py; spec shared/methods/lq_adaptive.md): the PQ index, the
+"""The ℓq / PQ-index methods (methods/lq.py; spec docs/methods/lq.md): the PQ index, the
 retained-count bound, the SAP and seed-rule counts, scopes, budget trimming, stalls and rewinding."""
 from __future__ import annotations
 

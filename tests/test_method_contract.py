@@ -1,4 +1,4 @@
-"""The method contract (DESIGN.md), checked for every registered method: a new method is tested the
+"""The method contract (docs/design.md), checked for every registered method: a new method is tested the
 moment it registers."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SuRP (rate-distortion): invariants of the refinement path (spec shared/methods/rate_distortion.md,
+"""SuRP (rate-distortion): invariants of the refinement path (spec docs/methods/rate_distortion.md,
 "Test ideas") and of the method built on it."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Mussay et al., "Data-Independent Neural Pruning via Coresets" (ICLR 2020): the experiment shape of their
-Table 2 / Fig. 4 on our data. Spec: shared/methods/coreset.md; method: methods/coreset.py; issue 4 part 7.
+Table 2 / Fig. 4 on our data. Spec: docs/methods/coreset.md; method: methods/coreset.py; issue 4 part 7.
 
 What is run (``make reproduce PAPER=coreset``, protocol ``paper-coreset``, see ``bench.paper_protocols``):
 LeNet-300-100 on ``mnist-5k`` (the 5,000-image MNIST sample; full MNIST is not offline), ratios 2, 4, 10, 20

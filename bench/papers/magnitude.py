@@ -1,5 +1,5 @@
 """Han et al. 2015, "Learning both Weights and Connections" / ShrinkBench (Blalock et al. 2020): magnitude
-pruning's scope and schedule on our data. Spec: shared/methods/magnitude.md; method: methods/magnitude.py.
+pruning's scope and schedule on our data. Spec: docs/methods/magnitude.md; method: methods/magnitude.py.
 
 What is run (``make reproduce PAPER=magnitude``, protocol ``paper-magnitude``, see
 ``bench.paper_protocols``): LeNet-300-100 on ``mnist-5k`` (the 5,000-image MNIST sample; full MNIST is not

@@ -49,7 +49,7 @@ VARIANTS: dict[str, VariantSpec] = {
     NARROW: ("lma", {"student_activation": "relu", "kd_weight": 0.0}, ("epochs",)),
 }
 
-# Abstract claims, CIFAR-10 ResNet-32 (spec: shared/methods/multihash.md).
+# Abstract claims, CIFAR-10 ResNet-32 (spec: docs/methods/multihash.md).
 RESNET32_PARAMS, RESNET32_ACC = 0.46e6, 92.49  # He et al. 2016 (7.51 % error); the paper's own baseline: unverified
 PUBLISHED = [
     # ratio, accuracy drawn, kind, claim

@@ -1,6 +1,6 @@
 """Paper figure for ``lq`` / ``sap``: Diao et al., "Pruning Deep Neural Networks from a Sparsity Perspective"
 (ICLR 2023; PQ index and Sparsity-informed Adaptive Pruning), and its seed, Yang, Wang, Ding, Yang (arXiv
-2206.05604; the per-neuron ℓq rule). Spec: shared/methods/lq_adaptive.md.
+2206.05604; the per-neuron ℓq rule). Spec: docs/methods/lq.md.
 
 Experiments (``make reproduce PAPER=sap``, protocol ``paper-sap``; ``PAPER=lq`` runs the same under
 ``paper-lq``, see ``bench.papers.lq``): SAP's own loop. Every round prunes by the rule, rewinds the surviving

@@ -1,5 +1,5 @@
 """Paper figure for ``rate-distortion``: SuRP, Isik, Weissman, No, "An Information-Theoretic Justification for
-Model Pruning" (AISTATS 2022). Spec: shared/methods/rate_distortion.md.
+Model Pruning" (AISTATS 2022). Spec: docs/methods/rate_distortion.md.
 
 Experiments (``make reproduce PAPER=surp``, protocol ``paper-surp``, see ``bench.paper_protocols``): the
 paper's iterative SuRP with retraining before every round (SGD 0.01, momentum 0.9, wd 5e-4; dense training

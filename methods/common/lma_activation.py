@@ -1,4 +1,4 @@
-"""Light Multi-segment Activation (Xu, Ke, Zhang, Bian, Liu, AAAI 2020, Sec. 3; spec: shared/methods/lma.md).
+"""Light Multi-segment Activation (Xu, Ke, Zhang, Bian, Liu, AAAI 2020, Sec. 3; spec: docs/methods/lma.md).
 
 A K-piece piecewise-linear activation whose cut points come from the statistics of the layer input
 (mean ± 3 std split into K equal bins, eq. 3) and whose per-piece slope and intercept are learned and
