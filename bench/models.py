@@ -358,7 +358,3 @@ def _register_resnet(depth: int) -> None:
 
 for _depth in (20, 32, 56):
     _register_resnet(_depth)
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from bench.protocol import Protocol
+from bench.protocol import QUICK_RATIOS, Protocol
 from bench.recipes import TrainRecipe
 
 
@@ -91,7 +91,7 @@ _LQ = Protocol(
 # plateau). Dense training: SGD 0.1, wd 5e-4, 350 epochs (cosine for MultiStep again).
 _SURP = Protocol(
     name="paper-surp", baseline=_sgd(0.1, 350, weight_decay=5e-4), finetune=_sgd(0.01, 20, weight_decay=5e-4),
-    extra_epochs=20, lr_candidates=(0.01,), equal_budget=False, seeds=3, ratios=(2.0, 4.0, 8.0, 16.0, 32.0),
+    extra_epochs=20, lr_candidates=(0.01,), equal_budget=False, seeds=3, ratios=QUICK_RATIOS,
     scale="paper", method_recipe=_recipe(**{"rate-distortion": {"schedule": "iterative"}}),
     summary="Isik et al.: iterative SuRP (20 % of survivors per round) with retraining before each round "
             "(SGD 0.01, wd 5e-4)")

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 import torch
 
+from bench.paths import REPO
 from bench.registry import Registry
 
 # The validation split is carved with this seed whatever the experiment seed, so every method,
@@ -172,7 +173,7 @@ register_dataset = _DATASETS.register
 def data_dir() -> Path:
     """Where fetched data lives: ``$COMPRESSION_BENCH_DATA`` or ``results/data`` in the repository."""
     env = os.environ.get("COMPRESSION_BENCH_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "results" / "data"
+    return Path(env) if env else REPO / "results" / "data"
 
 
 def fetch_command(name: str) -> str:

@@ -16,7 +16,8 @@ import datasets
 import methods
 from bench.export import clone, deployable
 from bench.metrics import params_effective, params_total
-from bench.models import BasicBlock, PadShortcut, create_model, parameter_count
+from bench.metrics import params_total
+from bench.models import BasicBlock, PadShortcut, create_model
 from bench.recipes import BASELINE_RECIPE, FINETUNE_RECIPE, RECIPES, TrainRecipe, recipe_for
 from bench.training import TensorBatches
 from conftest import make_context
@@ -311,18 +312,18 @@ def _resnet_count(depth: int, classes: int, shortcut: str = "A", widths=(16, 32,
                                                    ("resnet56", 56, 853_018)])
 def test_resnet_parameter_counts(name, depth, expected):
     model = create_model(name, (3, 32, 32), 10, seed=0)
-    assert parameter_count(model) == expected == _resnet_count(depth, 10)
+    assert params_total(model) == expected == _resnet_count(depth, 10)
     projected = create_model(name, (3, 32, 32), 10, seed=0, shortcut="B")
-    assert parameter_count(projected) == _resnet_count(depth, 10, "B") == expected + 2_752
-    assert parameter_count(create_model(name, (3, 32, 32), 100)) == _resnet_count(depth, 100)
-    assert parameter_count(create_model(name, (3, 32, 32), 10, width=0.5)) == _resnet_count(depth, 10, widths=(8, 16, 32))
+    assert params_total(projected) == _resnet_count(depth, 10, "B") == expected + 2_752
+    assert params_total(create_model(name, (3, 32, 32), 100)) == _resnet_count(depth, 100)
+    assert params_total(create_model(name, (3, 32, 32), 10, width=0.5)) == _resnet_count(depth, 10, widths=(8, 16, 32))
 
 
-def test_vgg16_parameter_count():
+def test_vgg16_params_total():
     convs = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512)] + [(512, 512)] * 5
     expected = sum(9 * i * o + 2 * o for i, o in convs) + (512 * 512 + 512) * 2 + 512 * 10 + 10
     model = create_model("vgg16", (3, 32, 32), 10, seed=0)
-    assert parameter_count(model) == expected == 15_249_354
+    assert params_total(model) == expected == 15_249_354
     head = [m for m in model if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in head] == [(512, 512), (512, 512), (512, 10)]
     assert sum(m.weight.numel() + m.bias.numel() for m in head) == 530_442

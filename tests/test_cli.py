@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.paths import REPO
 
 
 def run_cli(*args: str, results: Path, data: Path | None = None, timeout: int = 120,

@@ -13,7 +13,7 @@ import torch
 
 from bench.tracking import Tracker
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.paths import REPO
 COMMAND = [sys.executable, "-m", "bench", "bench", "--dataset", "digits", "--model", "mlp", "--ratios", "2,4,8",
            "--epochs", "2", "--finetune-epochs", "25", "--protocol", "quick", "--quiet"]
 

@@ -12,7 +12,7 @@ import methods
 from bench.export import bake, clone
 from conftest import make_context, tiny_model
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.paths import REPO
 TIMING = ("seconds", "latency", "speedup_b", "measured_speedup", "system/")  # clocks and the machine's own state
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.paths import REPO
 
 # The shared vocabulary under bench/ that the library may use: the registry, models and the classifier rule,
 # parameter counting and the other metrics, export (baking masks), training recipes as plain data, content
-# hashing of dataclasses, and plugin loading. Every other bench module is the runner.
+# hashing of dataclasses, where the repository is, and plugin loading. Every other bench module is the runner.
 FLOOR = {"bench", "bench.registry", "bench.models", "bench.metrics", "bench.export", "bench.recipes", "bench.content",
-         "bench.plugins"}
+         "bench.paths", "bench.plugins"}
 LIBRARY_FILES = sorted([*REPO.glob("methods/**/*.py"), *REPO.glob("datasets/**/*.py"),
                         *(REPO / "bench" / f"{m.split('.')[1]}.py" for m in FLOOR if "." in m)])
 # The runner's own dependencies: the library never imports them (scikit-learn's loaders may pull in pandas

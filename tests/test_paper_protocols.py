@@ -171,7 +171,8 @@ def test_under_a_rewinding_protocol_the_final_model_starts_from_the_init(tmp_pat
 
     measured = []
     real_measure = pipeline.measure
-    monkeypatch.setattr(pipeline, "measure", lambda dense, model, *a: measured.append(model) or real_measure(dense, model, *a))
+    # measure gets the model's shared forms (bench.export.Forms); the model itself is ``forms.model``.
+    monkeypatch.setattr(pipeline, "measure", lambda dense, forms, *a: measured.append(forms.model) or real_measure(dense, forms, *a))
     config = ExperimentConfig.for_protocol(_rewinding(3, 0), dataset="digits", model="mlp", method="magnitude",
                                            ratio=4.0, model_options={"widths": (32, 16)}, latency_repeats=2)
     with scratch_store(tmp_path) as tracker:

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 import methods
-from bench.models import classifier_of, create_model, list_models, mark_classifier, parameter_count
+from bench.metrics import params_total
+from bench.models import classifier_of, create_model, list_models, mark_classifier
 from bench.registry import Registry, UnknownNameError
 
 
@@ -32,7 +33,7 @@ def test_method_registry_lists_magnitude_and_rejects_unknown():
 @pytest.mark.parametrize("name,shape,expected", [("lenet300", (1, 28, 28), 266_610), ("lenet5", (1, 28, 28), 431_080),
                                                  ("mlp", (1, 28, 28), 784 * 128 + 128 + 128 * 256 + 256 + 2570)])
 def test_parameter_counts_match_the_papers(name, shape, expected):
-    assert parameter_count(create_model(name, shape, 10)) == expected
+    assert params_total(create_model(name, shape, 10)) == expected
 
 
 @pytest.mark.parametrize("name", list_models())

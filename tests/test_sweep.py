@@ -170,7 +170,8 @@ def test_a_tpe_range_wholly_out_of_reach_is_refused(results):
 def test_claiming_points_leaves_no_lock_study_in_the_storage(results, monkeypatch):
     """The sweep's locks live outside Optuna's tables: optuna-dashboard never lists a '...#lock' study, neither
     while a worker holds the claim lock nor after the sweep."""
-    import bench.sweep
+    import bench.sweep.grid
+    import bench.sweep.run
     from bench.studies import study_lock
 
     storage_url = f"sqlite:///{results / 'optuna.db'}"
@@ -182,7 +183,8 @@ def test_claiming_points_leaves_no_lock_study_in_the_storage(results, monkeypatc
             seen.append([s.study_name for s in optuna.get_all_study_summaries(storage_url)])
             yield
 
-    monkeypatch.setattr(bench.sweep, "study_lock", watched)
+    monkeypatch.setattr(bench.sweep.run, "study_lock", watched)  # the parent-run lock
+    monkeypatch.setattr(bench.sweep.grid, "study_lock", watched)  # each point's claim lock
     cfg = SweepConfig(template=_template(), ratios=(2.0, 8.0), seeds=1, quiet=True)
     assert run_sweep(cfg).complete == 2
     after = [s.study_name for s in optuna.get_all_study_summaries(storage_url)]

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_e2e_ui import BIN, FLAGS, _free_port, _start, _stop, _wait_http  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.paths import REPO  # noqa: E402
 METHODS = ("magnitude", "rate-distortion", "coreset")
 
 

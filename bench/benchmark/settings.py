@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-RATIOS = (2.0, 4.0, 8.0, 16.0, 32.0)
+from bench.paths import REPO  # noqa: F401  (imported from here by the benchmark modules)
+from bench.protocol import QUICK_RATIOS as RATIOS
 # Issue 10's targets.
 OVERHEAD_TARGET = 1.2
 COMPRESS_TARGET_MS = 50.0
