@@ -19,7 +19,8 @@ from bench.config import ExperimentConfig
 from bench.models import list_models, model_origin
 from bench.api import BudgetError
 from bench.plugins import PluginError, load_plugins
-from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES, Protocol, ProtocolError, get_protocol, protocol_names
+from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES, Protocol, ProtocolError
+from bench.protocols import get_protocol, protocol_names
 from bench.registry import UnknownNameError
 from methods.common.params import ParamError, describe, parse_assignments
 

@@ -227,35 +227,3 @@ DEFAULT_PROTOCOL = "fair"
 
 
 SCALES = ("cpu", "paper")
-
-
-def protocol_names() -> list[str]:
-    """Every protocol name --protocol accepts: the comparison protocols, then one ``paper-<name>`` per paper."""
-    from bench.paper_protocols import PAPER_PROTOCOLS
-
-    return [*PROTOCOLS, *PAPER_PROTOCOLS]
-
-
-def all_protocols() -> list[Protocol]:
-    """Every built-in protocol object, the paper protocols at each scale included (captions look them up)."""
-    from bench.paper_protocols import PAPER_PROTOCOLS
-
-    return [*PROTOCOLS.values(), *(p for scales in PAPER_PROTOCOLS.values() for p in scales.values())]
-
-
-def get_protocol(name: str, scale: str | None = None) -> Protocol:
-    """A built-in protocol by name (a paper protocol at ``scale``, default ``cpu``); raises ProtocolError
-    naming the choices."""
-    from bench.paper_protocols import PAPER_PROTOCOLS
-
-    if name in PROTOCOLS:
-        if scale not in (None, ""):
-            raise ProtocolError(f"--scale applies to the paper protocols ({', '.join(PAPER_PROTOCOLS)}), "
-                                f"not to {name!r}; drop --scale")
-        return PROTOCOLS[name]
-    if name in PAPER_PROTOCOLS:
-        scale = scale or "cpu"
-        if scale not in SCALES:
-            raise ProtocolError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
-        return PAPER_PROTOCOLS[name][scale]
-    raise ProtocolError(f"unknown protocol {name!r}; choose one of: {', '.join(protocol_names())}")

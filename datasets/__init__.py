@@ -1,10 +1,11 @@
 """compression-bench's dataset registry (not the Hugging Face ``datasets`` package; see README)."""
-from datasets.core import (FILE_PREFIX, Data, DataError, DataSplits, carve, data_dir, dataset_origin, get, is_known,
+from datasets.core import (FILE_PREFIX, Data, DataError, DataSplits, carve, data_dir, dataset_origin, is_known,
                            list_datasets, register_dataset)
 from datasets import sources as _sources  # noqa: F401  (registers the built-in datasets)
 from datasets import cifar as _cifar  # noqa: F401  (registers cifar10, cifar100)
 from datasets.fetch import IdxSource
 from datasets.loaders import LoaderSplits, from_datamodule, from_loaders
+from datasets.loading import get
 
 
 def fetch(name: str, log=print) -> None:

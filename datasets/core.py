@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 
 import math
 import os
@@ -282,27 +281,11 @@ FILE_PREFIX = "file:"
 
 
 def is_known(name: str) -> bool:
-    """Whether ``get`` resolves ``name``: a registered dataset or a ``file:PATH`` name. The file itself is
-    read, and checked, only by ``get`` (a missing or malformed one raises ``DataError`` saying what is wrong)."""
+    """Whether ``datasets.get`` resolves ``name``: a registered dataset or a ``file:PATH`` name. The file itself is
+    read, and checked, only by ``datasets.get`` (a missing or malformed one raises ``DataError`` saying what is wrong)."""
     return name in _DATASETS or (name.startswith(FILE_PREFIX) and len(name) > len(FILE_PREFIX))
 
 
-def get(name: str, **options: Any) -> Data:
-    """Load a registered dataset (or a ``file:PATH`` .npz) from local files; never touches the network (see
-    ``fetch``). A builder that returns a DataModule or DataLoaders is adapted into ``LoaderSplits``.
-
-    (``datasets.files`` and ``datasets.loaders`` build on this module, so they are imported when needed.)
-    """
-    if name.startswith(FILE_PREFIX):
-        from datasets.files import load_npz
-
-        return load_npz(name, **options)
-    from datasets.loaders import adapt
-
-    builder = _DATASETS.get(name)
-    try:
-        inspect.signature(builder).bind(**options)
-    except TypeError:
-        raise DataError(f"dataset {name!r} does not take {', '.join(f'{k}={v}' for k, v in options.items())}; its "
-                        f"options: {', '.join(inspect.signature(builder).parameters) or 'none'}") from None
-    return adapt(name, builder(**options))
+def builder_of(name: str) -> Callable[..., Any]:
+    """The registered builder of dataset ``name`` (``datasets.get`` calls and adapts it)."""
+    return _DATASETS.get(name)

@@ -20,7 +20,8 @@ from bench.models import create_model
 from bench.paper_protocols import PAPER_PROTOCOLS
 from bench.papers import experiments, list_papers
 from bench.pipeline import run_experiment
-from bench.protocol import FAIR, QUICK, ProtocolError, get_protocol
+from bench.protocol import FAIR, QUICK, ProtocolError
+from bench.protocols import get_protocol
 from bench.recipes import TrainRecipe
 from bench.training import fit, steps_per_epoch
 from methods.common.base import CompressionError
