@@ -30,7 +30,7 @@ from bench.papers import register
 from bench.papers.argv import study_argv
 from bench.papers.budgets import Budget, budgets_in
 from bench.papers.error_figure import (
-    PUBLISHED_STAR, Section, collect, error_figure, points_table, published_beside_ours, write_table_with_notes,
+    PUBLISHED_STAR, Section, collect, published_beside_ours, write_error_paper,
 )
 from bench.papers.text import epochs_text
 from bench.papers.variants import Variant
@@ -104,26 +104,18 @@ Notes.
 def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] | None = None,
            model: str = MODEL, ratios: Sequence[float] = RATIOS) -> list[Path]:
     """The coreset paper figure and tables from tracked runs; [] when the store has none of its runs."""
-    from bench.drawing import write_table
-
     sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants(), ratios)
     if not sections:
         return []
-    protocol = runs.attrs.get("protocol_caption", "")
-    written = error_figure(
-        sections, MODEL_NAME,
-        "Data-independent coreset pruning (Mussay et al. 2020) on our data: test error vs fraction removed, "
-        "mean ± std over seeds (bars) and single seeds (dots)" + (f"\n{protocol}" if protocol else ""), out_dir / "coreset",
-        marks={"mnist": [(10, 2.03, "published: coreset 2.03 % at 90 % (full MNIST, Table 2)", PUBLISHED_STAR)]},
-        hlines={"mnist": [(2.16, "published: dense 2.16 % (full MNIST)")]})
     widths = {"widths": lambda sec, label, r: _widths(label, r, sec.variants, model, sec.dataset)}
-    written += write_table(points_table(sections, model, widths), out_dir / "coreset_points",
-                            "Coreset paper figure: every operating point (test error %, mean / std over seeds)")
-    written += write_table_with_notes(table2(sections), out_dir / "coreset_table2",
-                                      "Beside Mussay et al. 2020, Table 2 (LeNet-300-100, 90 % of parameters removed)"
-                                      + (f"; ours under {protocol}" if protocol else ""),
-                                      NOTES)
-    return written
+    return write_error_paper(
+        "coreset", "Coreset", sections, out_dir, model, MODEL_NAME,
+        "Data-independent coreset pruning (Mussay et al. 2020) on our data: test error vs fraction removed, "
+        "mean ± std over seeds (bars) and single seeds (dots)", runs.attrs.get("protocol_caption", ""),
+        ({"mnist": [(10, 2.03, "published: coreset 2.03 % at 90 % (full MNIST, Table 2)", PUBLISHED_STAR)]},
+         {"mnist": [(2.16, "published: dense 2.16 % (full MNIST)")]}),
+        (table2(sections), "table2", "Beside Mussay et al. 2020, Table 2 (LeNet-300-100, 90 % of parameters removed)"),
+        NOTES, widths)
 
 
 def _widths(label: str, ratio: float, vlist: Sequence[Variant], model: str, dataset: str) -> str:

@@ -170,3 +170,23 @@ def write_table_with_notes(df: "pandas.DataFrame", path: Path, title: str, notes
     md = path.with_suffix(".md")
     md.write_text(md.read_text() + notes)
     return written
+
+
+def write_error_paper(name: str, label: str, sections: list[Section], out_dir: Path, model: str, model_name: str,
+                      suptitle: str, protocol: str, published: tuple[dict[str, list], dict[str, list]],
+                      table: tuple["pandas.DataFrame", str, str], notes: str,
+                      point_columns: dict[str, Any] | None = None) -> list[Path]:
+    """The coreset and magnitude papers' outputs: the error figure (``<name>``), every operating point
+    (``<name>_points``) and the paper's table beside ours (``table``: frame, file suffix, title), each naming
+    the protocol. ``published`` holds the figure's (marks, hlines) per dataset."""
+    from bench.drawing import write_table
+
+    marks, hlines = published
+    written = error_figure(sections, model_name, suptitle + (f"\n{protocol}" if protocol else ""), out_dir / name,
+                           marks=marks, hlines=hlines)
+    written += write_table(points_table(sections, model, point_columns), out_dir / f"{name}_points",
+                           f"{label} paper figure: every operating point (test error %, mean / std over seeds)")
+    frame, suffix, title = table
+    written += write_table_with_notes(frame, out_dir / f"{name}_{suffix}",
+                                      title + (f"; ours under {protocol}" if protocol else ""), notes)
+    return written

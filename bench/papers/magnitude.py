@@ -27,7 +27,7 @@ from bench.papers import register
 from bench.papers.argv import study_argv
 from bench.papers.budgets import Budget, budgets_in
 from bench.papers.error_figure import (
-    PUBLISHED_STAR, Section, collect, error_figure, points_table, published_beside_ours, write_table_with_notes,
+    PUBLISHED_STAR, Section, collect, published_beside_ours, write_error_paper,
 )
 from bench.papers.variants import Variant
 from bench.papers.coreset import MODEL, MODEL_NAME
@@ -91,24 +91,16 @@ def table1(sections: list[Section], ratio: float = TABLE_RATIO) -> "pandas.DataF
 def figure(runs: "pandas.DataFrame", out_dir: Path, budgets: dict[str, Budget] | None = None,
            model: str = MODEL, ratios: Sequence[float] = RATIOS) -> list[Path]:
     """The magnitude paper figure and tables from tracked runs; [] when the store has none of its runs."""
-    from bench.drawing import write_table
-
     sections = collect(runs, budgets_in(runs, model) if budgets is None else budgets, model, variants(), ratios)
     if not sections:
         return []
-    protocol = runs.attrs.get("protocol_caption", "")
-    written = error_figure(
-        sections, MODEL_NAME,
+    return write_error_paper(
+        "magnitude", "Magnitude", sections, out_dir, model, MODEL_NAME,
         "Magnitude pruning (Han et al. 2015; ShrinkBench): scope and schedule on our data, test error vs fraction "
-        "removed, mean ± std over seeds (bars) and single seeds (dots)" + (f"\n{protocol}" if protocol else ""), out_dir / "magnitude",
-        marks={"mnist": [(12, 1.59, "published: Han et al. 1.59 % at 12x (full MNIST, Table 1)", PUBLISHED_STAR)]},
-        hlines={"mnist": [(1.64, "published: dense 1.64 % (Han et al., full MNIST)")]})
-    written += write_table(points_table(sections, model), out_dir / "magnitude_points",
-                            "Magnitude paper figure: every operating point (test error %, mean / std over seeds)")
-    written += write_table_with_notes(table1(sections), out_dir / "magnitude_table1",
-                                      "Beside Han et al. 2015, Table 1 (LeNet-300-100, 12x)"
-                                      + (f"; ours under {protocol}" if protocol else ""), NOTES)
-    return written
+        "removed, mean ± std over seeds (bars) and single seeds (dots)", runs.attrs.get("protocol_caption", ""),
+        ({"mnist": [(12, 1.59, "published: Han et al. 1.59 % at 12x (full MNIST, Table 1)", PUBLISHED_STAR)]},
+         {"mnist": [(1.64, "published: dense 1.64 % (Han et al., full MNIST)")]}),
+        (table1(sections), "table1", "Beside Han et al. 2015, Table 1 (LeNet-300-100, 12x)"), NOTES)
 
 
 @register("magnitude", experiments=build_experiments)
