@@ -1,0 +1,81 @@
+"""What a sweep is asked to do (``SweepConfig``: the template experiment, the mode, the points, workers, storage) and
+what it answers (``SweepSummary``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.config import ExperimentConfig, content_hash, results_dir
+from bench.content import content_of
+from bench.protocol import QUICK_RATIOS
+from bench.tracking import TrackingOptions
+
+
+DEFAULT_RATIOS = QUICK_RATIOS
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    template: ExperimentConfig  # method, dataset, model, fixed method params, budgets; ratio and seed vary
+    mode: Literal["grid", "tpe"] = "grid"
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
+    ratio_range: tuple[float, float] = (1.5, 64.0)
+    trials: int | None = None  # tpe: completed trials wanted (grid: one per ratio)
+    seeds: int = 1
+    storage: str | None = None
+    tracking_uri: str | None = None
+    workers: int = 1
+    max_retries: int = 2
+    quiet: bool = False
+    progress: bool = False  # Lightning's bars and the sweep's bar (the CLI: on when stderr is a terminal)
+    tracking: TrackingOptions = TrackingOptions()
+    artifact_dir: str | None = None  # Optuna artifact store (default results/optuna-artifacts)
+    command: str = ""  # the command line that made the study, for its note
+
+    def artifact_path(self) -> str:
+        return self.artifact_dir or str(results_dir() / "optuna-artifacts")
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.mode == "tpe" and (self.trials is None or self.trials < 1):
+            raise ValueError(f"tpe mode needs trials >= 1, got {self.trials}")
+        lo, hi = self.ratio_range
+        if not 1 < lo < hi:
+            raise ValueError(f"ratio range must satisfy 1 < low < high, got {self.ratio_range}")
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        """The learning-rate candidates every point is run at (the protocol's)."""
+        return self.template.protocol.lr_candidates
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        """Grid mode's (ratio, lr) pairs."""
+        return [(r, lr) for r in self.ratios for lr in self.lrs]
+
+    @property
+    def target(self) -> int:
+        return len(self.points) if self.mode == "grid" else int(self.trials)
+
+    def study_name(self) -> str:
+        """method/dataset/model/protocol-hash/mode-<hash of what else makes points comparable>."""
+        t = self.template
+        settings = {"method_params": t.method_params, "dataset_options": t.dataset_options,
+                    "model_options": t.model_options, "baseline": content_of(t.baseline),
+                    "finetune": {k: v for k, v in content_of(t.finetune).items() if k != "lr"},
+                    "protocol": t.protocol.content(), "seeds": self.seeds, "lrs": self.lrs,
+                    "space": self.ratios if self.mode == "grid" else self.ratio_range}
+        return f"{t.method}/{t.dataset}/{t.model}/{t.protocol.label}/{self.mode}-{content_hash(settings)[:8]}"
+
+
+@dataclass
+class SweepSummary:
+    study_name: str
+    parent_run_id: str
+    complete: int
+    failed: int
+    pareto: list[dict[str, Any]] = field(default_factory=list)

@@ -1,0 +1,155 @@
+"""One trial: the operating point a trial suggests (ratio, lr, the method's search space less what the user pinned),
+run on every seed, and the TPE sampler with its achieved-ratio constraint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Any
+
+from bench.config import _frozen
+from bench.sweep.config import SweepConfig
+
+
+def ratio_constraint(trial: Any) -> tuple[float]:
+    """Optuna constraint (feasible when <= 0): the worst seed's relative miss of the requested ratio minus the
+    ±3 % tolerance. An unreachable (PRUNED) point has no ratio and is infeasible; the dashboard greys it."""
+    from bench.pipeline import RATIO_TOLERANCE
+
+    miss = trial.user_attrs.get("ratio_error_max")
+    return (1.0,) if miss is None else (float(miss) - RATIO_TOLERANCE,)
+
+
+class _PinnedTrial:
+    """A trial seen through the user's pinned method parameters: ``suggest_*`` of a pinned name returns the
+    pinned value without adding it to the search space, so a pinned parameter is neither tuned nor shown
+    as a trial parameter (the study name says it is fixed)."""
+
+    def __init__(self, trial: Any, pinned: dict[str, Any]) -> None:
+        self._trial, self._pinned = trial, pinned
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._trial, name)
+        if not name.startswith("suggest_"):
+            return attr
+
+        def suggest(param: str, *args: Any, **kwargs: Any) -> Any:
+            return self._pinned[param] if param in self._pinned else attr(param, *args, **kwargs)
+
+        return suggest
+
+
+class Objective:
+    """Evaluates one operating point on every seed; returns (mean val accuracy, mean achieved ratio)."""
+
+    def __init__(self, cfg: SweepConfig, tracking_uri: str, parent_run_id: str) -> None:
+        import methods
+        from bench.tracking import Tracker
+
+        self.cfg, self.parent_run_id = cfg, parent_run_id
+        self.tracker = Tracker(tracking_uri, cfg.tracking)
+        self.method_cls = methods.get(cfg.template.method)
+        self.artifacts = None
+        self.on_point: Any = None  # called with (trial number, ratio, lr) when a trial starts
+        self.on_claimed: Any = None  # called first thing in a trial: a grid worker's claim is complete
+
+    def __call__(self, trial: Any) -> tuple[float, float]:
+        import optuna
+
+        import methods
+        from bench.arms import applicable_arms
+        from bench.pipeline import find_tracked, record_unreachable, run_experiment
+
+        if self.on_claimed is not None:
+            self.on_claimed()
+        cfg = self.cfg
+        if cfg.mode == "grid":
+            ratio = float(trial.suggest_categorical("ratio", list(cfg.ratios)))
+            tuned: dict[str, Any] = {}
+        else:
+            ratio = trial.suggest_float("ratio", *cfg.ratio_range, log=True)
+            tuned = self.method_cls.search_space(_PinnedTrial(trial, dict(cfg.template.method_params)))
+        lr = float(trial.suggest_categorical("lr", list(cfg.lrs)))
+        if self.on_point is not None:
+            self.on_point(trial.number, ratio, lr)
+        params = {**tuned, **dict(cfg.template.method_params)}  # what the user pinned is never overridden
+        arms = applicable_arms(methods.build(cfg.template.method, params), cfg.template.protocol.controls)
+        trial.set_user_attr("arms", list(arms))
+        run_ids: list[str] = []
+
+        def started(run_id: str) -> None:
+            run_ids.append(run_id)
+            trial.set_user_attr("mlflow_run_ids", list(run_ids))
+
+        results = []
+        tags = {"study": cfg.study_name(), "trial": trial.number}
+        for seed in range(cfg.seeds):
+            config = dataclasses.replace(cfg.template, ratio=ratio, seed=seed, method_params=_frozen(params),
+                                         finetune=dataclasses.replace(cfg.template.finetune, lr=lr))
+            tracked = find_tracked(self.tracker, config, arms)
+            if tracked is not None:  # measured before (a study with fewer seeds, or a rerun): not trained again
+                results.append(tracked)
+                trial.set_user_attr("reused_runs", trial.user_attrs.get("reused_runs", 0) + len(arms))
+                continue
+            try:
+                results.append(run_experiment(config, self.tracker, self.parent_run_id, progress=cfg.progress,
+                                              on_run_start=started, extra_tags=tags, arms=arms))
+            except methods.CompressionError as e:
+                # Out of reach for this method and model (the same for every seed): recorded once, and the
+                # trial is PRUNED so a resumed sweep does not retry it.
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                record_unreachable(self.tracker, config, e, self.parent_run_id, tags)
+                raise optuna.TrialPruned(str(e)) from None
+            except Exception as e:
+                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+                raise
+        metrics = [r.metrics for r in results]
+
+        def mean(key: str) -> float:
+            return statistics.fmean(m[key] for m in metrics)
+
+        def std(key: str) -> float:
+            return statistics.stdev(m[key] for m in metrics) if len(metrics) > 1 else 0.0
+
+        for key in ("acc_top1", "val_acc_top1", "compression_ratio", "theoretical_speedup", "measured_speedup",
+                    "train_epochs_total"):
+            trial.set_user_attr(f"{key}_mean", mean(key))
+            trial.set_user_attr(f"{key}_std", std(key))
+        trial.set_user_attr("controls", [{"arm": c.arm, "seed": c.config.seed, "run_id": c.run_id,
+                                          "val_acc_top1": c.metrics["val_acc_top1"], "acc_top1": c.metrics["acc_top1"]}
+                                         for r in results for c in r.controls])
+        trial.set_user_attr("method_params", {k: str(v) for k, v in params.items()})
+        trial.set_user_attr("ratio_error_max", max(abs(m["compression_ratio"] / ratio - 1) for m in metrics))
+        self._upload(trial, results)
+        return mean("val_acc_top1"), mean("compression_ratio")
+
+    def _upload(self, trial: Any, results: list[Any]) -> None:
+        """Each seed's report and per-layer table as the trial's artifacts (optuna-dashboard's Artifacts tab)."""
+        import tempfile
+        from pathlib import Path
+
+        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+        fresh = [r for r in results if r.artifacts]
+        if not fresh:
+            return  # every seed reused a tracked run: its artifacts are in MLflow
+        if self.artifacts is None:
+            Path(self.cfg.artifact_path()).mkdir(parents=True, exist_ok=True)
+            self.artifacts = FileSystemArtifactStore(self.cfg.artifact_path())
+        with tempfile.TemporaryDirectory() as tmp:
+            for result in fresh:
+                for name, text in result.artifacts.items():
+                    stem, _, ext = name.rpartition(".")
+                    path = Path(tmp) / f"{stem}-seed{result.config.seed}.{ext}"
+                    path.write_text(text)
+                    upload_artifact(artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial)
+
+
+def _make_sampler(cfg: SweepConfig, worker: int) -> Any:
+    """TPE with the ratio constraint. In grid mode every trial is enqueued with fixed parameters, so TPE never
+    samples there; it only records each trial's constraint (what the dashboard shows as feasibility)."""
+    import optuna
+
+    seed = 1000 * cfg.template.seed + worker
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, cfg.target // 3)),
+                                      constraints_func=ratio_constraint)
