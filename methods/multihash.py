@@ -187,6 +187,12 @@ class Budget:
         return self.uncompressed + self.cost_per_rank * self.ranks + self.extra
 
 
+def component(compressed: int, pool: Literal["product", "kronecker"]) -> tuple[int, int]:
+    """(side, parameters) of one rank-one component of the pool for ``compressed`` virtual weights."""
+    side = _ceil_root(compressed, 2) if pool == "product" else _ceil_root(compressed, 4)
+    return side, (2 * side if pool == "product" else 2 * side * side)
+
+
 def plan_budget(total: int, compressed: int, uncompressed: int, target_ratio: float,
                 pool: Literal["product", "kronecker"] = "product") -> Budget:
     """Split the budget round(total/ratio) into uncompressed parameters and a pool (spec, "Hitting a budget").
@@ -199,8 +205,7 @@ def plan_budget(total: int, compressed: int, uncompressed: int, target_ratio: fl
         raise CompressionError(f"multihash needs a compression ratio > 1, got ratio {target_ratio}")
     if compressed < 1:
         raise CompressionError("multihash found no Linear/Conv2d weight to generate from a pool")
-    side = _ceil_root(compressed, 2) if pool == "product" else _ceil_root(compressed, 4)
-    cost = 2 * side if pool == "product" else 2 * side * side
+    side, cost = component(compressed, pool)
     stored = round(total / target_ratio)
     pool_budget = stored - uncompressed
     if pool_budget < cost:
@@ -400,12 +405,21 @@ class MultiHash(Method):
         """The protocol's from-scratch recipe with the fields this method pins."""
         return context.train_recipe(**self._pinned())
 
-    def build(self, model: nn.Module, target_ratio: float, generator: torch.Generator) -> MultiHashNet:
-        """The untrained hashed network at exactly round(params_total / target_ratio) stored parameters."""
+    def _sizes(self, model: nn.Module) -> tuple[int, int, int]:
+        """(all parameters, weights generated from the pool, parameters kept outside it)."""
         layers = compressed_layers(model, self.compress_classifier)
         total = params_total(model)
         compressed = sum(m.weight.numel() for _, m in layers)
-        uncompressed = total - compressed + (len(layers) if self.learnable_scale else 0)
+        return total, compressed, total - compressed + (len(layers) if self.learnable_scale else 0)
+
+    def max_ratio(self, model: nn.Module) -> float | None:
+        """The ratio at which the budget holds the parameters outside the pool and one rank-one component."""
+        total, compressed, uncompressed = self._sizes(model)
+        return total / (uncompressed + component(compressed, self.pool)[1]) if compressed else None
+
+    def build(self, model: nn.Module, target_ratio: float, generator: torch.Generator) -> MultiHashNet:
+        """The untrained hashed network at exactly round(params_total / target_ratio) stored parameters."""
+        total, compressed, uncompressed = self._sizes(model)
         budget = plan_budget(total, compressed, uncompressed, target_ratio, self.pool)
         return MultiHashNet(model, budget, self.pool, self.sigma, self.learnable_scale, self.compress_classifier,
                             generator)

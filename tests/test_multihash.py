@@ -261,3 +261,14 @@ def test_what_is_saved_is_the_generator_and_the_uncompressed_parameters(pool):
     saved = sum(t.numel() for t in net.state_dict().values())
     assert saved == net.stored_parameter_count() == round(params_total(dense) / 16)
     assert sum(t.numel() for t in net.export().state_dict().values()) == params_total(dense)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_max_ratio_is_the_last_budget_that_holds_one_component(pool):
+    """What a TPE sweep clips its range to: just below it the hashed net builds, just above it is refused."""
+    dense = tiny_model("lenet300")
+    method = methods.build("multihash", {"pool": pool})
+    top = method.max_ratio(dense)
+    assert method.build(dense, top * 0.999, torch.Generator().manual_seed(0)).stored_parameter_count() >= 1
+    with pytest.raises(methods.CompressionError, match="less than one rank-one component"):
+        method.build(dense, top * 1.01, torch.Generator().manual_seed(0))
