@@ -168,12 +168,12 @@ def _rewinding(epochs: int, finetune_epochs: int, **kw):
 def test_under_a_rewinding_protocol_the_final_model_starts_from_the_init(tmp_path, digits, monkeypatch):
     # No training after the rewind: every surviving weight (and every bias) of the final model must equal the
     # saved init exactly, and pruned weights stay zero. The final model is the one the pipeline measures.
-    import bench.pipeline as pipeline
+    import bench.records as records  # where each tracked run calls measure
 
     measured = []
-    real_measure = pipeline.measure
+    real_measure = records.measure
     # measure gets the model's shared forms (bench.export.Forms); the model itself is ``forms.model``.
-    monkeypatch.setattr(pipeline, "measure", lambda dense, forms, *a: measured.append(forms.model) or real_measure(dense, forms, *a))
+    monkeypatch.setattr(records, "measure", lambda dense, forms, *a: measured.append(forms.model) or real_measure(dense, forms, *a))
     config = ExperimentConfig.for_protocol(_rewinding(3, 0), dataset="digits", model="mlp", method="magnitude",
                                            ratio=4.0, model_options={"widths": (32, 16)}, latency_repeats=2)
     with scratch_store(tmp_path) as tracker:
