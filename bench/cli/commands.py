@@ -1,0 +1,179 @@
+"""The subcommands' bodies, once their arguments are parsed: ``fetch``, ``run`` and ``bench`` (checked
+through, then the data and the model, then the results folder and the tracking store, before the first
+run trains), ``links``, ``figures``, and ``reproduce`` and ``compare``, which run further commands
+through the entry point that they are handed. Lightning, MLflow and Optuna are imported here only once a
+command really starts."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from pathlib import Path
+from typing import Callable, Sequence
+
+import datasets
+from bench.cli.configs import _progress, configs_from_args, sweep_from_args, tracking_options
+from bench.cli.parser import build_parser
+from bench.cli.values import UsageError, _check_dataset, _check_name, _int
+from bench.config import ExperimentConfig
+from bench.models import list_models
+from bench.protocols import get_protocol
+
+Main = Callable[[Sequence[str]], int]  # the command line's entry point, ``bench.cli.main``
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    _check_dataset(args.dataset)
+    datasets.fetch(args.dataset)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``run`` (one configuration per seed, ratio and learning-rate candidate) or ``bench`` (a sweep)."""
+    sweep = sweep_from_args(args) if args.command == "bench" else None
+    configs = [sweep.template] if sweep is not None else configs_from_args(args)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(_int(args.threads, "--threads", 1))
+    _check_model(configs[0])  # missing data and a model that cannot be built fail here, before any run
+    _preflight()
+    if sweep is not None:
+        return _bench(sweep)
+    from bench import api
+
+    print(f"{configs[0].protocol.caption()}", flush=True)
+    results = api.run_configs(configs, tracking_options(args), progress=_progress(args))
+    # Several candidates of one (ratio, seed): the protocol's rule picks on validation accuracy, never test.
+    best = {id(r) for r in api.best_on_validation(results)}
+    for r in results:
+        print(_summary_line(r, chosen=len(results) > len(best) and id(r) in best), flush=True)
+    return 0
+
+
+def _summary_line(result, chosen: bool = False) -> str:
+    m = result.metrics
+    mark = "  <- chosen on validation" if chosen else ""
+    return (f"{result.config.method:>16s} {result.config.ratio:>6g}x (achieved {m['compression_ratio']:.2f}x) "
+            f"seed {result.config.seed} lr {result.config.lr:g}: val acc {m['val_acc_top1']:.4f}, test acc "
+            f"{m['acc_top1']:.4f} (dense {m['baseline_acc_top1']:.4f}, dense+ft {m['control_acc_top1']:.4f}), "
+            f"{m['train_epochs_total']:g} epochs from init, theoretical speedup {m['theoretical_speedup']:.2f}x, "
+            f"measured {m['measured_speedup']:.2f}x  run {result.run_id}{mark}")
+
+
+def _check_model(config: ExperimentConfig) -> None:
+    from bench.baseline import build_model
+    from bench.pipeline import load_data
+
+    data = load_data(config)
+    try:
+        build_model(config, data)
+    except (TypeError, ValueError) as e:
+        options = " ".join(f"{k}={v}" for k, v in config.model_options) or "no --model-option"
+        raise UsageError(f"model {config.model!r} cannot be built on {config.dataset} with {options}: {e}") from None
+
+
+def _preflight() -> None:
+    from bench import preflight
+    from bench.config import results_dir
+
+    preflight.check_results_dir(results_dir())
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        preflight.check_tracking(uri)
+
+
+def _bench(sweep) -> int:
+    from bench.sweep import run_sweep
+
+    summary = run_sweep(sweep)
+    print(f"study {summary.study_name}: {summary.complete} complete, {summary.failed} failed trials; "
+          f"MLflow parent run {summary.parent_run_id}")
+    for p in summary.pareto:
+        print(f"  Pareto: ratio {p['compression_ratio']:.2f}x  val {p['val_acc_top1']:.4f}  test {p['acc_top1']:.4f}  "
+              f"(trial {p['trial']})")
+    return 0 if summary.complete else 1
+
+
+def runs_view_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's runs table. ``workflowType=machine_learning`` makes MLflow 3 open
+    the "Model training" view instead of its GenAI overview (traces), which is empty for this suite."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def _links(args: argparse.Namespace) -> int:
+    from bench.tracking import Tracker
+
+    experiments = [e for e in Tracker().client.search_experiments() if e.name != "Default"]
+    if not experiments:
+        print(f"MLflow UI: {args.url.rstrip('/')}/#/experiments  (no runs yet: try make bench METHOD=magnitude)")
+    for e in sorted(experiments, key=lambda e: e.name):
+        print(f"{e.name:32s} {runs_view_url(args.url, e.experiment_id)}")
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from bench.config import results_dir
+    from bench.figures import make_figures
+    from bench.tracking import Tracker
+
+    out = Path(args.out) if args.out else results_dir() / "figures"
+    written = make_figures(out, Tracker())
+    print(f"wrote {len(written)} files under {out}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace, main: Main) -> int:
+    from bench.papers import experiments
+
+    for argv in experiments(args.paper, args.scale):
+        print("python -m bench " + shlex.join(argv), flush=True)
+        if not args.dry_run:
+            code = main(argv)
+            if code != 0:
+                return code
+    return 0
+
+
+def _compare(args: argparse.Namespace, main: Main) -> int:
+    """Run every study of the comparison (each validated like a ``bench`` command), then write its verdict."""
+    import time
+
+    from bench.compare import VARIANTS, study_argvs
+
+    _check_dataset(args.dataset)
+    _check_name("model", args.model, list_models())
+    get_protocol(args.protocol)
+    only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
+    known = {m for m, _ in VARIANTS}
+    if only and not only <= known:
+        raise UsageError(f"--methods: unknown {', '.join(sorted(only - known))}; choose from: {', '.join(sorted(known))}")
+    extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
+        + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
+        + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else []) \
+        + ([] if args.log_models else ["--no-log-models"]) + [a for p in args.plugin for a in ("--plugin", p)]
+    argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)
+    for argv in argvs:  # every study validated before the first one trains
+        sweep_from_args(build_parser().parse_args(argv))
+    start = time.perf_counter()
+    for argv in argvs:
+        print("python -m bench " + shlex.join(argv), flush=True)
+        if not args.dry_run:
+            code = main(argv)
+            if code not in (0, 1):  # 1: a study whose every point is out of reach; the verdict says so
+                return code
+    if args.dry_run:
+        return 0
+    print(f"comparison took {time.perf_counter() - start:.0f} s", flush=True)
+    from bench.config import results_dir
+    from bench.figures import comparison_figures, tidy_runs
+    from bench.tracking import Tracker
+
+    runs = tidy_runs(Tracker())
+    runs = runs[runs["experiment"] == f"{args.dataset}/{args.model}"]
+    out = Path(args.out) if args.out else results_dir() / "figures"
+    written = comparison_figures(runs, out)
+    for path in written:
+        if path.name == "verdict.md":
+            print(f"verdict: {path}")
+    return 0
