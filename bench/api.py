@@ -136,7 +136,7 @@ def configure(method: str, model: ModelLike, data: DataLike, ratio: float = 8.0,
     BudgetError or PluginError with one clear line.
     """
     load_plugins(plugins, entry_points=False)
-    _check_method(method)
+    check_method(method)
     model, data = model_name(model), data_name(data)
     params = dict(params or {})
     methods.build(method, params)  # parameter schema check before any work
@@ -150,7 +150,8 @@ def configure(method: str, model: ModelLike, data: DataLike, ratio: float = 8.0,
                                          plugins=tuple(dict.fromkeys(plugins)))
 
 
-def _check_method(method: str) -> None:
+def check_method(method: str) -> None:
+    """Raise UnknownNameError, listing the registered methods, for a name that is not one."""
     if method not in methods.list_methods():
         raise UnknownNameError(f"unknown method {method!r}; choose one of: {', '.join(methods.list_methods())}")
 
@@ -190,6 +191,8 @@ def experiment(method: str, model: ModelLike, data: DataLike, ratio: float,
     """
     protocol_obj = get_protocol(protocol, scale) if isinstance(protocol, str) else protocol
     lrs = (lr,) if lr is not None else protocol_obj.lr_candidates
+    # Named once: an object's name digests its content (a DataModule is streamed), not once per candidate.
+    model, data = model_name(model), data_name(data)
     configs = [configure(method, model, data, ratio, protocol, scale=scale, seed=seed, lr=candidate, params=params,
                          model_options=model_options, dataset_options=dataset_options, plugins=plugins)
                for candidate in lrs]
@@ -208,17 +211,17 @@ def sweep_config(method: str, model: ModelLike, data: DataLike, protocol: str | 
     from bench.sweep import SweepConfig
     from bench.tracking import TrackingOptions
 
-    protocol_obj = (get_protocol(protocol, scale).for_data(data_name(data), model_name(model))
-                    if isinstance(protocol, str) else protocol)
+    if workers > 1 and not (isinstance(model, str) and isinstance(data, str)):
+        raise ValueError("models and data given as objects live in this process only; use workers=1, or register "
+                         "them in a plugin module and pass its name in plugins")
+    model, data = model_name(model), data_name(data)  # named once (objects are digested)
+    protocol_obj = get_protocol(protocol, scale).for_data(data, model) if isinstance(protocol, str) else protocol
     overrides = {k: v for k, v in {"ratios": tuple(float(r) for r in ratios) if ratios else None,
                                    "seeds": seeds}.items() if v is not None}
     protocol_obj = protocol_obj.with_overrides(**overrides) if overrides else protocol_obj
     template = configure(method, model, data, protocol_obj.ratios[0], protocol_obj, params=params,
                          model_options=model_options, dataset_options=dataset_options, plugins=plugins,
                          accelerator=accelerator)
-    if workers > 1 and not isinstance(model, str) or workers > 1 and not isinstance(data, str):
-        raise ValueError("models and data given as objects live in this process only; use workers=1, or register "
-                         "them in a plugin module and pass its name in plugins")
     return SweepConfig(template=template, mode="tpe" if trials is not None else "grid", ratios=protocol_obj.ratios,
                        ratio_range=tuple(ratio_range), trials=trials, seeds=protocol_obj.seeds, storage=storage,
                        workers=workers, quiet=quiet, progress=progress, tracking=tracking or TrackingOptions(),

@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import datasets
+from bench import api
 from bench.cli.configs import _progress, configs_from_args, sweep_from_args, tracking_options
 from bench.cli.parser import build_parser
-from bench.cli.values import UsageError, _check_dataset, _check_name, _int
+from bench.cli.values import UsageError, _int
 from bench.config import ExperimentConfig
-from bench.models import list_models
 from bench.protocols import get_protocol
 
 Main = Callable[[Sequence[str]], int]  # the command line's entry point, ``bench.cli.main``
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    _check_dataset(args.dataset)
+    api.data_name(args.dataset)
     datasets.fetch(args.dataset)
     return 0
 
@@ -40,8 +40,6 @@ def _run(args: argparse.Namespace) -> int:
     _preflight()
     if sweep is not None:
         return _bench(sweep)
-    from bench import api
-
     print(f"{configs[0].protocol.caption()}", flush=True)
     results = api.run_configs(configs, tracking_options(args), progress=_progress(args))
     # Several candidates of one (ratio, seed): the protocol's rule picks on validation accuracy, never test.
@@ -141,8 +139,8 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
 
     from bench.compare import VARIANTS, study_argvs
 
-    _check_dataset(args.dataset)
-    _check_name("model", args.model, list_models())
+    api.data_name(args.dataset)
+    api.model_name(args.model)
     get_protocol(args.protocol)
     only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
     known = {m for m, _ in VARIANTS}

@@ -10,10 +10,9 @@ from dataclasses import replace
 from typing import Any
 
 import methods
-from bench.cli.values import (UsageError, _check_dataset, _check_name, _int, _positive_float, parse_model_options,
+from bench.cli.values import (UsageError, _int, _positive_float, parse_model_options,
                               parse_ratio, parse_ratios)
 from bench.config import ExperimentConfig
-from bench.models import list_models
 from bench.protocol import Protocol
 from bench.protocols import get_protocol
 from methods.common.params import parse_assignments
@@ -45,9 +44,9 @@ def configs_from_args(args: argparse.Namespace) -> list[ExperimentConfig]:
     """Validate every argument and build the experiment configurations through ``bench.api.configure``."""
     from bench import api
 
-    _check_name("method", args.method, methods.list_methods())
-    _check_dataset(args.dataset)
-    _check_name("model", args.model, list_models())
+    api.check_method(args.method)  # the names first, with the lists to choose from (api.configure checks again)
+    api.data_name(args.dataset)
+    api.model_name(args.model)
     params = parse_assignments(args.param)
     methods.build(args.method, params)  # parameter schema check before the protocol's
     protocol = protocol_from_args(args)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import datasets
 
 
 class UsageError(ValueError):
@@ -65,13 +64,3 @@ def parse_model_options(items: list[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             out[key.strip()] = value.strip()
     return out
-
-
-def _check_dataset(name: str) -> None:
-    if not name.startswith("file:"):  # a file's own errors come when it is read, before any run
-        _check_name("dataset", name, datasets.list_datasets())
-
-
-def _check_name(kind: str, name: str, valid: list[str]) -> None:
-    if name not in valid:
-        raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(valid)}")
