@@ -196,6 +196,9 @@ def experiment(method: str, model: ModelLike, data: DataLike, ratio: float,
     configs = [configure(method, model, data, ratio, protocol, scale=scale, seed=seed, lr=candidate, params=params,
                          model_options=model_options, dataset_options=dataset_options, plugins=plugins)
                for candidate in lrs]
+    from bench.preflight import check_before_work
+
+    check_before_work(configs)  # the data, the model, its reach and the stores, before any work
     return best_on_validation(run_configs(configs, tracking, progress, arms))[0]
 
 
@@ -232,6 +235,9 @@ def sweep(method: str, model: ModelLike, data: DataLike, protocol: str | Protoco
           **options: Any) -> Any:
     """Run (or resume) the Optuna study of ``sweep_config(method, model, data, protocol, **options)``;
     returns its ``bench.sweep.SweepSummary`` (study name, MLflow parent run id, trial counts, Pareto front)."""
+    from bench.preflight import check_before_work
     from bench.sweep import run_sweep
 
-    return run_sweep(sweep_config(method, model, data, protocol, **options))
+    cfg = sweep_config(method, model, data, protocol, **options)
+    check_before_work([cfg.template], cfg)  # the data, the model, its reach and the stores, before any work
+    return run_sweep(cfg)

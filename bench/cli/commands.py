@@ -6,7 +6,6 @@ command really starts."""
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,7 +15,6 @@ from bench import api
 from bench.cli.configs import _progress, configs_from_args, sweep_from_args, tracking_options
 from bench.cli.parser import build_parser
 from bench.cli.values import UsageError, _int
-from bench.config import ExperimentConfig
 from bench.protocols import get_protocol
 
 Main = Callable[[Sequence[str]], int]  # the command line's entry point, ``bench.cli.main``
@@ -36,8 +34,9 @@ def _run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(_int(args.threads, "--threads", 1))
-    _check_model(configs[0])  # missing data and a model that cannot be built fail here, before any run
-    _preflight()
+    from bench.preflight import check_before_work
+
+    check_before_work(configs, sweep, allow_large=getattr(args, "allow_large", False))  # before any work
     if sweep is not None:
         return _bench(sweep)
     print(f"{configs[0].protocol.caption()}", flush=True)
@@ -57,28 +56,6 @@ def _summary_line(result, chosen: bool = False) -> str:
             f"{m['acc_top1']:.4f} (dense {m['baseline_acc_top1']:.4f}, dense+ft {m['control_acc_top1']:.4f}), "
             f"{m['train_epochs_total']:g} epochs from init, theoretical speedup {m['theoretical_speedup']:.2f}x, "
             f"measured {m['measured_speedup']:.2f}x  run {result.run_id}{mark}")
-
-
-def _check_model(config: ExperimentConfig) -> None:
-    from bench.baseline import build_model
-    from bench.pipeline import load_data
-
-    data = load_data(config)
-    try:
-        build_model(config, data)
-    except (TypeError, ValueError) as e:
-        options = " ".join(f"{k}={v}" for k, v in config.model_options) or "no --model-option"
-        raise UsageError(f"model {config.model!r} cannot be built on {config.dataset} with {options}: {e}") from None
-
-
-def _preflight() -> None:
-    from bench import preflight
-    from bench.config import results_dir
-
-    preflight.check_results_dir(results_dir())
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        preflight.check_tracking(uri)
 
 
 def _bench(sweep) -> int:
