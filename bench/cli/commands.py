@@ -18,6 +18,7 @@ from bench.cli.values import UsageError, _int
 from bench.protocols import get_protocol
 
 Main = Callable[[Sequence[str]], int]  # the command line's entry point, ``bench.cli.main``
+UI_URL = "http://127.0.0.1:5000"  # where ``make ui`` serves the MLflow UI (its UI_PORT default)
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -67,7 +68,33 @@ def _bench(sweep) -> int:
     for p in summary.pareto:
         print(f"  Pareto: ratio {p['compression_ratio']:.2f}x  val {p['val_acc_top1']:.4f}  test {p['acc_top1']:.4f}  "
               f"(trial {p['trial']})")
+    if not sweep.quiet:  # ``compare`` runs its studies quietly and prints the answer once, at its end
+        _print_answer(f"{sweep.template.dataset}/{sweep.template.model}", sweep.template.protocol)
     return 0 if summary.complete else 1
+
+
+def _print_answer(experiment: str, protocol, verdict: Path | None = None) -> None:
+    """What a user reads off at the end of ``bench`` and ``compare``: at each ratio the best arm tracked under
+    this protocol (or its tie set) and its margin, where the results are, and the link that opens them."""
+    from bench.config import results_dir
+    from bench.figures import tidy_runs
+    from bench.tracking import Tracker, default_tracking_uri
+    from bench.verdict import headline_text, select_on_validation
+
+    tracker = Tracker()
+    runs = tidy_runs(tracker)
+    if not runs.empty:
+        runs = runs[(runs["experiment"] == experiment) & (runs["protocol"] == protocol.name)
+                    & (runs["protocol_hash"] == protocol.hash)]
+    print(f"\nThe answer so far on {experiment} under {protocol.label} (test accuracy of the lr chosen on "
+          f"validation, every method and control tracked there; paired 95 % intervals over seeds):")
+    print(headline_text(select_on_validation(runs)) if not runs.empty else "- nothing to rank: no run was tracked")
+    print(f"MLflow store: {default_tracking_uri()}; Optuna storage and artifacts: under {results_dir()}")
+    if verdict is not None:
+        print(f"verdict: {verdict}")
+    exp = tracker.client.get_experiment_by_name(experiment)
+    if exp is not None:
+        print(f"open it: `make ui`, then {runs_view_url(UI_URL, exp.experiment_id)}")
 
 
 def runs_view_url(base: str, experiment_id: str) -> str:
@@ -148,7 +175,8 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     runs = runs[runs["experiment"] == f"{args.dataset}/{args.model}"]
     out = Path(args.out) if args.out else results_dir() / "figures"
     written = comparison_figures(runs, out)
-    for path in written:
-        if path.name == "verdict.md":
-            print(f"verdict: {path}")
+    protocol = get_protocol(args.protocol).for_data(args.dataset, args.model)
+    verdict = out / f"{args.dataset}__{args.model}" / protocol.label / "verdict.md"
+    print(f"wrote {len(written)} files under {out}")
+    _print_answer(f"{args.dataset}/{args.model}", protocol, verdict if verdict in written else None)
     return 0

@@ -18,13 +18,15 @@ The rules, and why:
 Accuracies and differences are fractions in [0, 1] in the frames; ``to_markdown`` prints them in percent.
 
 The package, one file a job: ``selection``, ``paired`` (per-seed accuracy, the interval), ``table`` (with the
-``unreachable`` rows), ``controls``, ``lr_grid`` and ``cross_recipe`` (the checks), ``markdown`` and ``compact``
-(how tables print), ``figure`` (the accuracy drop) and ``report`` (``write_verdict``); ``values`` (missing, lr).
+``unreachable`` rows), ``controls``, ``lr_grid`` and ``cross_recipe`` (the checks), ``headline`` (the answer at
+each ratio), ``markdown`` and
+``compact`` (how tables print), ``figure`` (the accuracy drop) and ``report`` (``write_verdict``); ``values`` (missing, lr).
 """
 from bench.verdict.compact import compact_table
 from bench.verdict.controls import against_own_controls, control_reference
 from bench.verdict.cross_recipe import cross_recipe_check
 from bench.verdict.figure import accuracy_drop_figure, accuracy_drops
+from bench.verdict.headline import headline, headline_lines, headline_text
 from bench.verdict.lr_grid import grid_brackets_optimum, lr_edge_report, tuning_budgets, unequal_tuning
 from bench.verdict.markdown import to_markdown
 from bench.verdict.paired import PairedDiff, paired_interval
@@ -35,5 +37,6 @@ from bench.verdict.values import MISSING
 
 __all__ = ["MISSING", "POINT_KEYS", "SELECT_KEYS", "TUNED_KINDS", "VERDICT_COLUMNS", "PairedDiff",
            "accuracy_drop_figure", "accuracy_drops", "against_own_controls", "compact_table", "control_reference",
-           "cross_recipe_check", "grid_brackets_optimum", "lr_edge_report", "paired_interval", "select_on_validation",
+           "cross_recipe_check", "grid_brackets_optimum", "headline", "headline_lines", "headline_text",
+           "lr_edge_report", "paired_interval", "select_on_validation",
            "to_markdown", "tuning_budgets", "unequal_tuning", "verdict_table", "write_verdict"]

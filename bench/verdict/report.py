@@ -7,6 +7,7 @@ from bench.verdict.compact import compact_table
 from bench.verdict.controls import against_own_controls, control_reference
 from bench.verdict.cross_recipe import cross_recipe_check
 from bench.verdict.figure import accuracy_drop_figure
+from bench.verdict.headline import headline_text
 from bench.verdict.lr_grid import grid_brackets_optimum, lr_edge_report, unequal_tuning
 from bench.verdict.markdown import to_markdown
 from bench.verdict.selection import select_on_validation
@@ -56,7 +57,11 @@ def write_verdict(runs: "pandas.DataFrame", out_dir: Path, caption: str,
     md = [f"# Verdict — {caption}", "",
           f"{_protocol_line(runs)}; each point is the lr candidate with the best validation accuracy, its test "
           f"accuracy reported. acc_* in percent, diff_* in points against `{reference}` (method arm), paired on "
-          f"seed, 95% Student-t interval over seeds.", ""]
+          f"seed, 95% Student-t interval over seeds.", "",
+          "## The answer at each ratio", "",
+          "The best arm (highest mean test accuracy), the arms it cannot be told apart from (paired 95 % interval "
+          "covering 0, or fewer than two common seeds) and its margin over the best arm outside that set.", "",
+          headline_text(chosen), ""]
     for exp, g in table.groupby("experiment", sort=True):
         md += [f"## {exp}", ""]
         if exp in controls.index:
@@ -86,7 +91,8 @@ def write_verdict(runs: "pandas.DataFrame", out_dir: Path, caption: str,
     if recipe:
         md += ["## Cross-recipe check (winner and runner-up swap lrs)", "", *recipe, ""]
 
-    brief = [f"Test accuracy (%), mean ± std over seeds, and the paired verdict against `{reference}` — {caption}", ""]
+    brief = [f"Test accuracy (%), mean ± std over seeds, and the paired verdict against `{reference}` — {caption}", "",
+             headline_text(chosen), ""]
     for exp, g in table.groupby("experiment", sort=True):
         brief += [f"**{exp}**", "", to_markdown(compact_table(g, reference, brief=True)), ""]
     written = [out_dir / "verdict.md", out_dir / "verdict.csv", out_dir / "verdict_brief.md"]
