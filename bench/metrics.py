@@ -5,6 +5,8 @@ The metrics that read a baked or deployable form take a model or its ``bench.exp
 is baked by each metric that needs it."""
 from __future__ import annotations
 
+import math
+
 import statistics
 import time
 from contextlib import contextmanager
@@ -182,6 +184,8 @@ def size_metrics(dense: nn.Module | Forms, model: nn.Module | Forms, input_shape
     return {
         "params_total": total, "params_effective": effective,
         "compression_ratio": ratio, "fraction_removed": 1 - 1 / ratio,
+        # The ratio on a log axis (1 = 2x ... 7 = 128x): MLflow's scatter charts have no log scale of their own.
+        "log2_compression_ratio": math.log2(ratio),
         "flops_dense": flops_dense, "flops_effective": flops_effective,
         "theoretical_speedup": flops_dense / max(flops_effective, 1e-9),
         "size_bytes": stored_bytes, "size_bytes_gzip": stored_gzip,

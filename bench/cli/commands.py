@@ -94,7 +94,10 @@ def _print_answer(experiment: str, protocol, verdict: Path | None = None) -> Non
         print(f"verdict: {verdict}")
     exp = tracker.client.get_experiment_by_name(experiment)
     if exp is not None:
-        print(f"open it: `make ui`, then {runs_view_url(UI_URL, exp.experiment_id)}")
+        from bench.ui_view import save_comparison_view, view_url
+
+        key = save_comparison_view(tracker.client, exp.experiment_id, protocol.label, protocol.hash)
+        print(f"open it: `make ui`, then {view_url(UI_URL, exp.experiment_id, key)}")
 
 
 def runs_view_url(base: str, experiment_id: str) -> str:
@@ -104,14 +107,33 @@ def runs_view_url(base: str, experiment_id: str) -> str:
 
 
 def _links(args: argparse.Namespace) -> int:
+    """Per experiment, its runs table; and per protocol compared there, the saved view that opens the comparison
+    (written now, so it reflects what ``bench.ui_view`` shows today)."""
     from bench.tracking import Tracker
 
-    experiments = [e for e in Tracker().client.search_experiments() if e.name != "Default"]
+    tracker = Tracker()
+    experiments = [e for e in tracker.client.search_experiments() if e.name != "Default"]
     if not experiments:
         print(f"MLflow UI: {args.url.rstrip('/')}/#/experiments  (no runs yet: try make bench METHOD=magnitude)")
     for e in sorted(experiments, key=lambda e: e.name):
         print(f"{e.name:32s} {runs_view_url(args.url, e.experiment_id)}")
+        for label, url in _comparison_views(tracker, e.experiment_id, args.url):
+            print(f"{'  comparison ' + label:32s} {url}")
     return 0
+
+
+def _comparison_views(tracker, experiment_id: str, base: str) -> list[tuple[str, str]]:
+    """Save the comparison view of every protocol with compressed runs in the experiment; (label, link) each."""
+    from bench.ui_view import save_comparison_view, view_url
+
+    runs = tracker.client.search_runs([experiment_id], "tags.kind = 'compressed'", max_results=50_000)
+    protocols = sorted({(r.data.tags["protocol"], r.data.tags["protocol_hash"]) for r in runs
+                        if "protocol" in r.data.tags and "protocol_hash" in r.data.tags})
+    out = []
+    for name, digest in protocols:
+        key = save_comparison_view(tracker.client, experiment_id, f"{name}-{digest}", digest)
+        out.append((f"{name}-{digest}", view_url(base, experiment_id, key)))
+    return out
 
 
 def _figures(args: argparse.Namespace) -> int:

@@ -1,0 +1,82 @@
+"""End to end: the comparison view that ``python -m bench links`` (and the end of ``make bench``) prints opens,
+in a real MLflow UI in headless Chromium driven by Playwright, on the runs of one protocol grouped by operating
+point, and its chart holds one point per group — every ratio of every method and control, not the first 10
+(MLflow's default hides all but the first 10 runs or groups from charts).
+
+Skipped, saying so, where Debian's chromium or Playwright (the ``e2e`` extra) is missing; ``make test-e2e``
+installs both.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_e2e_ui import BIN, CHROMIUM, FLAGS, _free_port, _start, _stop, _wait_http
+
+pytestmark = pytest.mark.e2e
+playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e '.[e2e]')")
+METHODS = ("magnitude", "rate-distortion", "lq")
+RATIOS = "2,4,8,16,32,64,128"
+WIDTHS = (512, 512, 512, 16)  # a narrow last layer: the unpruned classifier and biases still allow 128x
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed; `make test-e2e` installs it")
+def test_the_printed_comparison_link_charts_every_group(tmp_path):
+    from bench.paths import REPO
+
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "COMPRESSION_BENCH_RESULTS": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for method in METHODS:  # 3 methods x 7 ratios x 2 seeds, each with its shuffled control, under `fair`
+        done = subprocess.run([sys.executable, "-m", "bench", "bench", "--method", method, "--dataset", "digits",
+                               "--model", "mlp", "--model-option", f"widths={WIDTHS}", "--ratios", RATIOS, "--seeds", "2", "--epochs", "1",
+                               "--finetune-epochs", "1", "--finetune-lr", "1e-2", "--no-log-models", "--quiet",
+                               "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr
+    port = _free_port()
+    server = _start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                     "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--default-artifact-root",
+                     str(tmp_path / "artifacts")], env, tmp_path / "mlflow.log")
+    try:
+        tracking = f"http://127.0.0.1:{port}"
+        _wait_http(f"{tracking}/health")
+        links = subprocess.run([sys.executable, "-m", "bench", "links", "--url", tracking], env=env, cwd=REPO,
+                               capture_output=True, text=True, timeout=120, check=True).stdout
+        (link,) = [line.split()[-1] for line in links.splitlines() if line.strip().startswith("comparison fair-")]
+        assert "viewStateShareKey=comparison-fair-" in link
+
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking)
+        experiment = client.get_experiment_by_name("digits/mlp")
+        protocol_hash = link.rsplit("-", 1)[-1]
+        shown = client.search_runs([experiment.experiment_id],
+                                   f"tags.protocol_hash = '{protocol_hash}' and tags.kind != 'sweep'",
+                                   max_results=10_000)
+        groups = {r.data.tags["group"] for r in shown if "acc_top1" in r.data.metrics}
+        arms = {r.data.tags["arm"] for r in shown if r.data.tags.get("kind") == "compressed"}
+        ratios = {r.data.tags["requested_ratio"] for r in shown if r.data.tags.get("kind") == "compressed"}
+        assert arms == {"method", "shuffled"} and len(ratios) == 7
+        assert len(groups) > 10  # more than the UI's default of 10 charted groups, or this test proves nothing
+
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM,
+                                        args=[f for f in FLAGS if not f.startswith(("--headless", "--virtual"))])
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            page.goto(link)
+            page.wait_for_timeout(5000)
+            # The first screen is the comparison: grouped, filtered to the protocol, no search typed.
+            assert page.get_by_text("Group by: group").count() >= 1
+            assert protocol_hash in page.get_by_test_id("search-box").input_value()
+            page.locator("label:has(input[value=CHART])").first.click()
+            page.wait_for_timeout(4000)
+            charts = page.locator(".js-plotly-plot")
+            assert charts.count() == 2  # test and validation accuracy against log2 of the achieved ratio
+            points = charts.first.locator(".scatterlayer .point").count()
+            page.screenshot(path=str(tmp_path / "comparison-chart.png"))
+            browser.close()
+        assert points == len(groups), f"{points} points charted for {len(groups)} groups"
+    finally:
+        _stop(server)
