@@ -50,3 +50,24 @@ def test_headline_lines_say_the_answer_in_percent_and_points():
                                "(87.00 %) by +1.10 [")
     # controls and the dense + fine-tune control never lead a ratio they were not compressed to
     assert not any("dense+finetune" in line for line in lines)
+
+
+# ---------------------------------------------------------------- the edge rule and its printed command
+
+def test_edge_rule_a_third_widens_every_side_chosen_and_prints_the_command():
+    from bench.verdict.lr_grid import grid_brackets_optimum, widened_candidates
+    from bench.verdict.report import widen_lines
+    from tests.test_verdict import _grid_runs
+
+    # magnitude: 1 of 3 tuned cells at an edge (exactly a third): brackets
+    inside = frame(_grid_runs({0: 1e-3, 1: 1e-3, 2: 3e-3}))
+    assert grid_brackets_optimum(select_on_validation(inside)) and not widened_candidates(inside, select_on_validation(inside))
+    # 2 of 4 at the high edge (a half): fails, widened on the high side only, by the grid's own log step
+    runs = frame(_grid_runs({0: 3e-3, 1: 3e-3, 2: 1e-3, 3: 1e-3}))
+    chosen = select_on_validation(runs)
+    assert not grid_brackets_optimum(chosen)
+    (exp, lrs), = widened_candidates(runs, chosen).items()
+    assert lrs == (3e-4, 1e-3, 3e-3, 9e-3)  # 3e-3 * (3e-3 / 1e-3)
+    (line,) = widen_lines(runs, {exp: lrs})
+    assert line.endswith("`make compare DATASET=fashion-mnist MODEL=lenet300 PROTOCOL=fair "
+                         "FINETUNE_LR=0.0003,0.001,0.003,0.009`")

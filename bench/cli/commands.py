@@ -88,7 +88,14 @@ def _print_answer(experiment: str, protocol, verdict: Path | None = None) -> Non
                     & (runs["protocol_hash"] == protocol.hash)]
     print(f"\nThe answer so far on {experiment} under {protocol.label} (test accuracy of the lr chosen on "
           f"validation, every method and control tracked there; paired 95 % intervals over seeds):")
-    print(headline_text(select_on_validation(runs)) if not runs.empty else "- nothing to rank: no run was tracked")
+    chosen = select_on_validation(runs) if not runs.empty else None
+    print(headline_text(chosen) if chosen is not None else "- nothing to rank: no run was tracked")
+    if chosen is not None:
+        from bench.verdict.lr_grid import widened_candidates
+        from bench.verdict.report import widen_lines
+
+        for line in widen_lines(runs, widened_candidates(runs, chosen)):  # the edge rule's printed command
+            print(line.replace("**", ""))
     print(f"MLflow store: {default_tracking_uri()}; Optuna storage and artifacts: under {results_dir()}")
     if verdict is not None:
         print(f"verdict: {verdict}")

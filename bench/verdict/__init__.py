@@ -27,7 +27,8 @@ from bench.verdict.controls import against_own_controls, control_reference
 from bench.verdict.cross_recipe import cross_recipe_check
 from bench.verdict.figure import accuracy_drop_figure, accuracy_drops
 from bench.verdict.headline import headline, headline_lines, headline_text
-from bench.verdict.lr_grid import grid_brackets_optimum, lr_edge_report, tuning_budgets, unequal_tuning
+from bench.verdict.lr_grid import (EDGE_THRESHOLD, grid_brackets_optimum, lr_edge_report, tuning_budgets, unequal_tuning,
+                                   widened_candidates)
 from bench.verdict.markdown import to_markdown
 from bench.verdict.paired import PairedDiff, paired_interval
 from bench.verdict.report import write_verdict
@@ -35,8 +36,9 @@ from bench.verdict.selection import SELECT_KEYS, TUNED_KINDS, select_on_validati
 from bench.verdict.table import POINT_KEYS, VERDICT_COLUMNS, verdict_table
 from bench.verdict.values import MISSING
 
-__all__ = ["MISSING", "POINT_KEYS", "SELECT_KEYS", "TUNED_KINDS", "VERDICT_COLUMNS", "PairedDiff",
+__all__ = ["EDGE_THRESHOLD", "MISSING", "POINT_KEYS", "SELECT_KEYS", "TUNED_KINDS", "VERDICT_COLUMNS", "PairedDiff",
            "accuracy_drop_figure", "accuracy_drops", "against_own_controls", "compact_table", "control_reference",
            "cross_recipe_check", "grid_brackets_optimum", "headline", "headline_lines", "headline_text",
            "lr_edge_report", "paired_interval", "select_on_validation",
-           "to_markdown", "tuning_budgets", "unequal_tuning", "verdict_table", "write_verdict"]
+           "to_markdown", "tuning_budgets", "unequal_tuning", "verdict_table", "widened_candidates",
+           "write_verdict"]

@@ -50,10 +50,42 @@ def unequal_tuning(runs: "pandas.DataFrame") -> list[str]:
     return lines
 
 
-def grid_brackets_optimum(chosen: "pandas.DataFrame", threshold: float = 0.5) -> bool:
+# The edge rule: more than a third of one method's tuned cells at one edge of the candidates means the grid may
+# not bracket its optimum. A third, not a half: with 3-5 candidates a method whose optimum sits at the edge
+# chooses it on about half its cells only by luck of the seeds, and a half-rule let such grids pass.
+EDGE_THRESHOLD = 1 / 3
+
+
+def grid_brackets_optimum(chosen: "pandas.DataFrame", threshold: float = EDGE_THRESHOLD) -> bool:
     """False when, for the compressed points of any (experiment, variant, arm), more than ``threshold`` of the
-    tuned points chose an edge lr: the optimum may lie outside the grid, so widen the lr set (for every method,
-    so the comparison stays fair)."""
+    tuned points chose an edge lr: the optimum may lie outside the grid, so widen the lr set (for every
+    method, so the comparison stays fair)."""
+    return not _edges_hit(chosen, threshold)
+
+
+def _edges_hit(chosen: "pandas.DataFrame", threshold: float) -> dict[str, tuple[bool, bool]]:
+    """Per experiment failing the edge rule (some method at an edge on more than ``threshold`` of its tuned
+    points): whether those methods chose the low and the high edge, so the grid is widened on those sides."""
     report = lr_edge_report(chosen)
-    frac = report.loc[report["kind"] == "compressed", "frac_edge"].dropna()
-    return not bool((frac > threshold).any())
+    failing = report[(report["kind"] == "compressed") & (report["frac_edge"] > threshold)]
+    return {exp: (bool(g["n_low"].gt(0).any()), bool(g["n_high"].gt(0).any()))
+            for exp, g in failing.groupby("experiment", sort=True)}
+
+
+def widened_candidates(runs: "pandas.DataFrame", chosen: "pandas.DataFrame",
+                       threshold: float = EDGE_THRESHOLD) -> dict[str, tuple[float, ...]]:
+    """Per experiment whose grid fails the edge rule: its candidates (every lr its tuned runs were trained at)
+    widened by one step beyond each edge chosen by a method that sits at an edge on more than ``threshold`` of
+    its tuned compressed cells; the step is the log-spacing of the two outermost candidates on that side (1e-1 after
+    3e-2, 1e-1 gives 3e-1 for a half-decade grid). Empty when every grid brackets its optima. The widening is
+    for every method alike, and tracked points are reused, so a rerun trains only the new candidates."""
+    out: dict[str, tuple[float, ...]] = {}
+    for exp, (low, high) in _edges_hit(chosen, threshold).items():
+        tuned = runs[(runs["experiment"] == exp) & runs["kind"].isin(TUNED_KINDS)]
+        candidates = sorted(float(lr) for lr in tuned["lr"].dropna().unique())
+        if len(candidates) < 2:
+            continue
+        extra = ([float(f"{candidates[0] ** 2 / candidates[1]:.1g}")] if low else []) + \
+                ([float(f"{candidates[-1] ** 2 / candidates[-2]:.1g}")] if high else [])
+        out[exp] = tuple(sorted(set(candidates) | set(extra)))
+    return out
