@@ -182,6 +182,10 @@ class Tracker:
             quiet.setLevel(level)
         self.client.finalize_logged_model(logged.model_id, "READY")
         self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, 0)])
+        # The runs table's Models column asks the server for an experiment's first 50 logged models only, so in a
+        # sweep most runs show none; a tag is on the run itself, whatever the number of runs (a column of the
+        # comparison view, ``bench.ui_view``), and is what ``mlflow.pytorch.load_model`` takes.
+        self.client.set_tag(run_id, "logged_model", f"models:/{logged.model_id}")
         return logged.model_id
 
     def log_text(self, run_id: str, text: str, path: str) -> None:

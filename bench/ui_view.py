@@ -15,6 +15,8 @@ What the view fixes, and why:
 - grouped by the ``group`` tag (everything but the seed), so each chart point is the mean over seeds of one
   (method, arm, ratio, lr) point and the table has one row per point;
 - the X axis is ``log2_compression_ratio`` (1 = 2x, 7 = 128x), because on a linear ratio axis 2-16x pile up;
+- a ``logged_model`` column (``models:/<id>``, a tag on every run that logged one): MLflow's own Models column
+  fetches an experiment's first 50 logged models only, so it is blank for most runs of a sweep;
 - the filter keeps one protocol's compressed and control runs (not the sweep parents nor the baselines), sorted
   by achieved ratio.
 """
@@ -31,7 +33,7 @@ SECTION = "compression-bench"
 COLUMNS = (
     "tags.`method`", "tags.`arm`", "tags.`requested_ratio`", "metrics.`compression_ratio`", "tags.`lr`",
     "tags.`seed`", "metrics.`val_acc_top1`", "metrics.`acc_top1`", "metrics.`theoretical_speedup`",
-    "metrics.`measured_speedup`", "attributes.`Models`", "attributes.`Dataset`",
+    "metrics.`measured_speedup`", "tags.`logged_model`", "attributes.`Models`", "attributes.`Dataset`",
 )
 
 

@@ -69,6 +69,7 @@ def test_a_logged_model_loads_back_to_its_tracked_test_accuracy(swept, monkeypat
         outputs = tracker.client.get_run(row.run_id).outputs.model_outputs
         assert len(outputs) == 1
         model_id = outputs[0].model_id
+        assert tracker.client.get_run(row.run_id).data.tags["logged_model"] == f"models:/{model_id}"
         logged = tracker.client.get_logged_model(model_id)
         assert logged.source_run_id == row.run_id and str(logged.status.value) == "READY"
         linked = {m.key: m for m in logged.metrics}
@@ -203,3 +204,26 @@ def test_lightning_bars_wait_a_few_seconds():
     assert len(bars) == 1 and PROGRESS_DELAY_SECONDS >= 1
     assert bars[0].init_train_tqdm().delay == PROGRESS_DELAY_SECONDS
     assert not [c for c in make_trainer(1, progress=False).callbacks if type(c).__name__ == "DelayedProgressBar"]
+
+
+def test_every_run_reaches_its_logged_model_past_the_ui_page_of_50(tmp_path):
+    """MLflow's runs table fills its Models column from an experiment's first 50 logged models; the
+    ``logged_model`` tag reaches each run's model whatever the number of runs (tested with 60)."""
+    from torch import nn
+
+    from papers_support import scratch_store
+
+    with scratch_store(tmp_path) as tracker:
+        run_ids = []
+        for i in range(60):
+            run_id = tracker.start("many/models", f"run-{i}", {"kind": "compressed"})
+            tracker.log_model(run_id, "many/models", nn.Linear(2, 2), f"model-{i}")
+            tracker.finish(run_id)
+            run_ids.append(run_id)
+        experiment = tracker.client.get_experiment_by_name("many/models").experiment_id
+        first_page = tracker.client.search_logged_models([experiment], max_results=50)
+        assert len(first_page) == 50  # the premise: a page of 50 leaves 10 runs without their model
+        for run_id in run_ids:
+            uri = tracker.client.get_run(run_id).data.tags["logged_model"]
+            model = tracker.client.get_logged_model(uri.removeprefix("models:/"))
+            assert model.source_run_id == run_id and str(model.status.value) == "READY"
