@@ -2,11 +2,13 @@
 Chromium with Playwright, exactly as the README describes (``make screenshots``; needs the ``e2e`` extra and
 Debian's chromium, which that target installs).
 
-Three small studies (magnitude, rate-distortion, coreset on scikit-learn's digits, an MLP, ratios 2-16,
-2 seeds, protocol ``quick``) go into fresh stores in a temporary folder; then, in the MLflow UI opened at the
-link ``make ui`` prints: the runs table grouped by the ``group`` tag (mean over seeds per point), the chart
-view with a scatter of test accuracy against the achieved compression ratio, and the Models tab; in
-optuna-dashboard: a trial's page with its artifacts, and the study's note.
+Three small studies (magnitude, rate-distortion, coreset on scikit-learn's digits, an MLP, ratios 2-128,
+2 seeds, protocol ``fair`` with 5 dense epochs, 2 more and one learning rate, each method with its control) go into
+fresh stores in a temporary folder; then, in the MLflow UI opened at the comparison link ``make ui`` prints
+(a saved view, ``bench.ui_view``: no search typed, no column picked): the runs table grouped by the ``group``
+tag (mean over seeds per point), its chart view (test and validation accuracy against log2 of the achieved
+ratio, one point per group), and the Models tab; in optuna-dashboard: a trial's page with its artifacts, and
+the study's note.
 """
 from __future__ import annotations
 
@@ -27,40 +29,23 @@ METHODS = ("magnitude", "rate-distortion", "coreset")
 def _sweeps(env: dict[str, str], storage: str) -> None:
     for method in METHODS:
         subprocess.run([sys.executable, "-m", "bench", "bench", "--method", method, "--dataset", "digits",
-                        "--model", "mlp", "--ratios", "2,4,8,16", "--seeds", "2", "--protocol", "quick",
-                        "--storage", storage, "--quiet", "--no-progress"], env=env, cwd=REPO, check=True)
+                        "--model", "mlp", "--model-option", "widths=(512, 512, 512, 16)",
+                        "--ratios", "2,4,8,16,32,64,128", "--seeds", "2", "--epochs", "5", "--finetune-epochs", "2",
+                        "--finetune-lr", "1e-3", "--storage", storage, "--quiet", "--no-progress"],
+                       env=env, cwd=REPO, check=True)
 
 
 def _mlflow_pages(page, link: str, out: Path) -> None:
     page.goto(link)
-    page.wait_for_timeout(4000)
+    page.wait_for_timeout(5000)
     close = page.get_by_role("button", name="Close")  # MLflow 3's assistant panel
     if close.count():
         close.first.click()
-    page.get_by_test_id("search-box").fill("tags.kind = 'compressed'")
-    page.keyboard.press("Enter")
-    page.wait_for_timeout(1500)
-    page.get_by_role("button", name="Group by").click()
-    page.get_by_role("menuitemcheckbox", name="group", exact=True).first.click()
-    page.keyboard.press("Escape")
-    page.wait_for_timeout(1500)
     page.screenshot(path=str(out / "mlflow-runs-grouped.png"))
     page.locator("label:has(input[value=CHART])").first.click()
-    page.wait_for_timeout(2000)
-    page.get_by_test_id("experiment-view-compare-runs-add-chart").first.click()
-    page.get_by_test_id("experiment-view-compare-runs-chart-type-scatter").click()
-    page.wait_for_timeout(1000)
-    for metric in ("compression_ratio", "acc_top1"):  # X axis, then Y axis (both start at the first metric)
-        page.locator("span[title=acc_drop]").first.click()
-        page.keyboard.type(metric)
-        page.wait_for_timeout(500)
-        page.keyboard.press("Enter")
-    page.get_by_test_id("experiment-view-compare-runs-chart-modal-confirm").click()
-    page.wait_for_timeout(1500)
-    page.get_by_placeholder("Search metric charts").fill("compression_ratio")
-    page.wait_for_timeout(1500)
+    page.wait_for_timeout(4000)
     page.screenshot(path=str(out / "mlflow-chart.png"))
-    page.goto(link.replace("/runs?", "/models?"))
+    page.goto(link.split("/runs?")[0] + "/models?workflowType=machine_learning")
     page.wait_for_timeout(4000)
     page.screenshot(path=str(out / "mlflow-models.png"))
 
@@ -92,7 +77,7 @@ def main() -> int:
             _wait_http(f"http://127.0.0.1:{dashboard_port}/")
             links = subprocess.run([sys.executable, "-m", "bench", "links", "--url", tracking], env=env, cwd=REPO,
                                    capture_output=True, text=True, check=True).stdout
-            link = next(line.split()[-1] for line in links.splitlines() if line.startswith("digits/mlp"))
+            link = next(line.split()[-1] for line in links.splitlines() if line.strip().startswith("comparison fair-"))
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                             args=[f for f in FLAGS if not f.startswith(("--headless", "--virtual"))])
