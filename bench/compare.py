@@ -8,25 +8,24 @@ stopped and the verdict can be redrawn at any time with ``make figures``.
 """
 from __future__ import annotations
 
-# (method, pinned parameters): the methods at their documented defaults, plus random pruning, the control
-# every masked method should beat. Order: cheapest first, so a partial comparison has the baselines.
-VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("magnitude", {}),
-    ("magnitude", {"random": "true"}),
-    ("rate-distortion", {}),
-    ("coreset", {}),
-    ("multihash", {}),
-    ("lma", {}),
-    ("lq", {}),
-    ("sap", {}),
-)
+import methods
+
+REFERENCE = "magnitude"  # the verdict's reference method: its studies run first, so a partial comparison has it
+
+
+def comparison_variants() -> list[tuple[str, dict[str, str]]]:
+    """(method, pinned parameters) for every registered method, plugins' included: each method's declared
+    ``comparison_variants`` (its defaults, plus random pruning for magnitude), the reference method first,
+    then the others by name. A new method is in the comparison by registering, with no list to edit here."""
+    names = sorted(methods.list_methods(), key=lambda m: (m != REFERENCE, m))
+    return [(name, dict(params)) for name in names for params in methods.get(name).comparison_variants]
 
 
 def study_argvs(dataset: str, model: str, protocol: str, extra: list[str],
                 only: set[str] | None = None) -> list[list[str]]:
     """``python -m bench`` argument lists, one study per variant (``only``: a subset of method names)."""
     out = []
-    for method, params in VARIANTS:
+    for method, params in comparison_variants():
         if only and method not in only:
             continue
         pinned = [a for k, v in params.items() for a in ("--param", f"{k}={v}")]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import datasets
-from bench import arms as arms_lib
+from bench.controls import get_control
 from bench.baseline import Baseline, ensure_baseline
 from bench.budget import Ledger
 from bench.config import ExperimentConfig
@@ -48,7 +48,7 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
     """Compress, fine-tune, measure and track one configuration; ``on_run_start`` gets each MLflow run id
     as soon as the run exists (a sweep stores them on its trial, so a killed trial's runs can be closed).
 
-    ``arms`` beyond ``"method"`` (``scratch``, ``shuffled``; see ``bench.arms``) are controls derived from the
+    ``arms`` beyond ``"method"`` (registered controls: ``scratch``, ``shuffled``; see ``bench.controls``) are derived from the
     same compressed model and trained under the same budget; their results are in ``RunResult.controls``.
 
     ``work_once=False`` is for the benchmark alone (``bench.benchmark.trial_overhead``): the run does its work as
@@ -107,22 +107,21 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
 
 def control_arm(name: str, config: ExperimentConfig, untuned: nn.Module, baseline: Baseline,
                 data: datasets.Data, progress: bool) -> Arm:
-    """A control derived from the method's compressed model, with a budget equal to a one-shot arm's."""
+    """A registered control (``bench.controls``) derived from the method's compressed model, with a budget equal
+    to a one-shot arm's (``trains="finetune"``) or to a from-scratch arm's (``trains="scratch"``)."""
+    control = get_control(name)
     n_train = data.sizes()["train"]
-    if name == "shuffled":
-        model = arms_lib.shuffled(untuned, baseline.model, config.seed)
+    model = control.derive(untuned, baseline.model, config.seed)
+    if control.trains == "finetune":
         recipe = config.finetune
         ledger = Ledger(n_train, equal_total(config, recipe, n_train), from_init_epochs=config.baseline.epochs,
-                        what=f"shuffled control at {config.ratio:g}x")
-    elif name == "scratch":
-        model = arms_lib.scratch(untuned, config.seed)
-        recipe = config.scratch_recipe()
-        ledger = Ledger(n_train, equal_total(config, recipe, n_train), what=f"scratch control at {config.ratio:g}x")
+                        what=f"{name} control at {config.ratio:g}x")
     else:
-        raise ValueError(f"unknown arm {name!r}; choose one of: scratch, shuffled")
+        recipe = config.scratch_recipe()
+        ledger = Ledger(n_train, equal_total(config, recipe, n_train), what=f"{name} control at {config.ratio:g}x")
 
     def train(m: nn.Module) -> nn.Module:
-        return train_rest(m, recipe, ledger, config, data, progress, finetune=name == "shuffled")
+        return train_rest(m, recipe, ledger, config, data, progress, finetune=control.trains == "finetune")
 
     return Arm(name, model, train, ledger)
 

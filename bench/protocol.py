@@ -44,8 +44,6 @@ REWINDS = ("none", "init")
 
 MethodRecipe = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # ((method, ((param, value), ...)), ...)
 
-# Control arms a protocol may ask for beside each method (the dense + fine-tune control always runs).
-ARMS = ("method", "scratch", "shuffled")
 
 
 class ProtocolError(ValueError):
@@ -93,9 +91,12 @@ class Protocol:
             raise ProtocolError(f"protocol {self.name}: lr_candidates must be positive numbers, got {self.lr_candidates}")
         if len(set(self.lr_candidates)) != len(self.lr_candidates):
             raise ProtocolError(f"protocol {self.name}: lr_candidates repeat a value: {self.lr_candidates}")
-        unknown = [c for c in self.controls if c not in ARMS[1:]]
+        from bench.controls import list_controls  # the registry of control arms (the dense + fine-tune always runs)
+
+        unknown = [c for c in self.controls if c not in list_controls()]
         if unknown:
-            raise ProtocolError(f"protocol {self.name}: unknown control(s) {unknown}; allowed: {', '.join(ARMS[1:])}")
+            raise ProtocolError(f"protocol {self.name}: unknown control(s) {unknown}; allowed: "
+                                f"{', '.join(list_controls())}")
         if self.selection != "val":
             raise ProtocolError(f"protocol {self.name}: selection must be 'val' (test accuracy never chooses)")
         if not self.ratios or any(not r > 1 for r in self.ratios):

@@ -28,6 +28,8 @@ class Magnitude(Method):
     (ties broken by position), so the achieved ratio is exact.
     """
 
+    comparison_variants = ({}, {"random": "true"})  # random pruning: the control every masked method should beat
+
     scope: Literal["global", "layer"] = "global"
     schedule: Literal["one-shot", "iterative"] = "one-shot"
     rounds: int = 3

@@ -363,6 +363,10 @@ class MultiHash(Method):
     structured = True
     smoke_params = {"epochs": 1}
 
+    @property
+    def result(self) -> str:
+        return "generated"  # a generator and its hashes: no architecture to re-initialise, no mask to shuffle
+
     pool: Literal["product", "kronecker"] = "product"
     sigma: float = 1.0
     learnable_scale: bool = False

@@ -160,11 +160,11 @@ def test_one_run_end_to_end_through_the_cli(tmp_path):
 
 def test_compare_lists_one_study_per_variant_under_the_protocol(capsys):
     from bench.cli import main
-    from bench.compare import VARIANTS
+    from bench.compare import comparison_variants
 
     assert main(["compare", "--dataset", "digits", "--model", "mlp", "--seeds", "3", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == len(VARIANTS) == 8
+    assert len(lines) == len(comparison_variants()) == 8  # 7 methods at their defaults, and random pruning
     assert all(" --protocol fair " in line and "--seeds 3" in line for line in lines)
     assert {line.split("--method ")[1].split()[0] for line in lines} == {
         "magnitude", "rate-distortion", "coreset", "multihash", "lma", "lq", "sap"}

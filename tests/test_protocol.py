@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import methods
-from bench import arms
+from bench import controls
+from bench.controls.masks import masks_of
 from bench.budget import BudgetError
 from bench.cli import main
 from bench.config import ExperimentConfig
@@ -176,14 +177,14 @@ def test_shuffled_masks_are_permutations_per_tensor(tiny_data):
 
     dense = create_model("mlp", tiny_data.input_shape, tiny_data.num_classes, seed=0, widths=(32, 16))
     pruned = methods.build("magnitude").compress(__import__("copy").deepcopy(dense), 4.0, make_context(tiny_data))
-    shuffled = arms.shuffled(pruned, dense, seed=0)
-    before, after = arms.masks_of(pruned), arms.masks_of(shuffled)
+    shuffled = controls.get_control("shuffled").derive(pruned, dense, 0)
+    before, after = masks_of(pruned), masks_of(shuffled)
     assert before.keys() == after.keys()
     for key in before:
         assert int(before[key].sum()) == int(after[key].sum())  # same density per layer
         assert not torch.equal(before[key], after[key])  # at other positions
-    assert arms.masks_of(arms.shuffled(pruned, dense, seed=0)).keys() == after.keys()
-    assert all(torch.equal(after[k], arms.masks_of(arms.shuffled(pruned, dense, seed=0))[k]) for k in after)
+    assert masks_of(controls.get_control("shuffled").derive(pruned, dense, 0)).keys() == after.keys()
+    assert all(torch.equal(after[k], masks_of(controls.get_control("shuffled").derive(pruned, dense, 0))[k]) for k in after)
 
 
 def test_scratch_control_keeps_the_architecture_and_redraws_the_weights(tiny_data):
@@ -193,24 +194,24 @@ def test_scratch_control_keeps_the_architecture_and_redraws_the_weights(tiny_dat
     dense = create_model("mlp", tiny_data.input_shape, tiny_data.num_classes, seed=0, widths=(32, 16))
     small = methods.build("coreset", {"finetune_each_layer": False}).compress(
         __import__("copy").deepcopy(dense), 4.0, make_context(tiny_data))
-    fresh = arms.scratch(small, seed=0)
+    fresh = controls.get_control("scratch").derive(small, dense, 0)
     shapes = [p.shape for p in small.parameters()]
     assert [p.shape for p in fresh.parameters()] == shapes
     assert all(not torch.equal(a, b) for a, b in zip(small.parameters(), fresh.parameters()) if a.dim() > 1)
-    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), arms.scratch(small, seed=0).parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), controls.get_control("scratch").derive(small, dense, 0).parameters()))
     with pytest.raises(methods.CompressionError, match="masked"):
-        arms.scratch(methods.build("magnitude").compress(__import__("copy").deepcopy(dense), 4.0,
-                                                         make_context(tiny_data)), seed=0)
+        controls.get_control("scratch").derive(methods.build("magnitude").compress(
+            __import__("copy").deepcopy(dense), 4.0, make_context(tiny_data)), dense, 0)
 
 
 def test_arms_follow_the_method_structure():
-    controls = ("scratch", "shuffled")
-    assert arms.applicable_arms(methods.build("coreset"), controls) == ("method", "scratch")
-    assert arms.applicable_arms(methods.build("lma"), controls) == ("method", "scratch")
-    assert arms.applicable_arms(methods.build("magnitude"), controls) == ("method", "shuffled")
-    assert arms.applicable_arms(methods.build("magnitude", {"random": True}), controls) == ("method",)
-    assert arms.applicable_arms(methods.build("multihash"), controls) == ("method",)
-    assert arms.applicable_arms(methods.build("sap"), ()) == ("method",)
+    names = ("scratch", "shuffled")
+    assert controls.applicable_arms(methods.build("coreset"), names) == ("method", "scratch")
+    assert controls.applicable_arms(methods.build("lma"), names) == ("method", "scratch")
+    assert controls.applicable_arms(methods.build("magnitude"), names) == ("method", "shuffled")
+    assert controls.applicable_arms(methods.build("magnitude", {"random": True}), names) == ("method",)
+    assert controls.applicable_arms(methods.build("multihash"), names) == ("method",)
+    assert controls.applicable_arms(methods.build("sap"), ()) == ("method",)
 
 
 # ---------------------------------------------------------------- sweeps, tags and lookup

@@ -170,13 +170,13 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     """Run every study of the comparison (each validated like a ``bench`` command), then write its verdict."""
     import time
 
-    from bench.compare import VARIANTS, study_argvs
+    from bench.compare import comparison_variants, study_argvs
 
     api.data_name(args.dataset)
     api.model_name(args.model)
     get_protocol(args.protocol)
     only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
-    known = {m for m, _ in VARIANTS}
+    known = {m for m, _ in comparison_variants()}
     if only and not only <= known:
         raise UsageError(f"--methods: unknown {', '.join(sorted(only - known))}; choose from: {', '.join(sorted(known))}")
     extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \

@@ -28,10 +28,11 @@ def _figure_paths(path: Path, experiments: list[str]) -> dict[str, Path]:
 
 
 def _drop_plot(drops: "pandas.DataFrame", title: str, path: Path) -> list[Path]:
-    plt = pyplot()
+    from bench.controls import line_styles  # each control's own line, as it registered it
 
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    styles = {"method": "-", "scratch": "--", "shuffled": ":"}
+    styles = line_styles()
     colors = {v: f"C{i % 10}" for i, v in enumerate(sorted(drops["variant"].unique()))}
     for (variant, arm), g in drops.groupby(["variant", "arm"], sort=True):
         stats = g.groupby("requested_ratio")["drop_points"].agg(["mean", "std", "count"]).reset_index()

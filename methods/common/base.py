@@ -100,6 +100,15 @@ class Method:
     structured: ClassVar[bool] = False
     # Parameters that make the method quick enough for the contract tests (e.g. fewer epochs).
     smoke_params: ClassVar[dict[str, Any]] = {}
+    # The variants ``make compare`` runs (each its own study): the defaults, and any control the method
+    # itself provides (magnitude adds random pruning).
+    comparison_variants: ClassVar[tuple[dict[str, str], ...]] = ({},)
+
+    @property
+    def result(self) -> str:
+        """What ``compress`` returns: ``"masked"`` weights, a ``"structured"`` (physically smaller) model, or
+        ``"generated"`` weights (a generator that materialises them). Control arms apply by it."""
+        return "structured" if self.structured else "masked"
 
     def compress(self, model: nn.Module, target_ratio: float, context: Context) -> nn.Module:
         raise NotImplementedError
