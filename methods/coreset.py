@@ -18,7 +18,7 @@ from torch import nn
 from bench.metrics import params_total
 from methods import register
 from methods.common.base import RATIO_TOLERANCE, CompressionError, Context, Method
-from methods.common.structured import WidthCount, budget_for_ratio, geometric_widths, integer_widths, widths_for_budget
+from methods.common.width_budget import WidthCount, budget_for_ratio, geometric_widths, integer_widths, widths_for_budget
 from methods.common.unit_groups import UnitGroup, group_param_counter, group_widths, keep_units, unit_groups
 
 # Activations for which sup_{|z|<=r} |φ(z)| = max(|φ(r)|, |φ(−r)|): monotone ones (Cor. 8/9 of the paper).

@@ -63,7 +63,7 @@ TINY_MODELS = {
     "residual-cnn": ("residual-cnn", (1, 8, 8), {"channels": 8}),
 }
 
-# The flat chains among them (chain surgery, ``methods.common.structured``, applies to these only).
+# The flat chains among them (the chain surgery of ``tests/chain_surgery.py`` applies to these only).
 CHAIN_MODELS = ("cnn", "lenet300", "lenet5", "mlp")
 
 # What a method refuses on a model, with the words its CompressionError must use to name the unsupported part.

@@ -13,10 +13,8 @@ from bench.metrics import params_total
 from bench.models import SequentialNet, create_model
 from conftest import CHAIN_MODELS, TINY_MODELS, make_context, tiny_model
 from methods.common.base import CompressionError
-from methods.common.structured import (
-    budget_for_ratio, geometric_widths, integer_widths, param_count, param_counter, remove_units, resize, slots,
-    widths, widths_for_budget,
-)
+from chain_surgery import param_count, param_counter, remove_units, resize, slots, widths
+from methods.common.width_budget import budget_for_ratio, geometric_widths, integer_widths, widths_for_budget
 from methods.common.unit_groups import group_widths, unit_groups
 from methods.coreset import (
     Coreset, activation_after, draws_for_width, outgoing_weights, probabilities, sample_fixed, sample_until,

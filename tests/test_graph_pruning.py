@@ -14,9 +14,9 @@ from bench.metrics import params_total
 from bench.models import PadShortcut, classifier_of, create_model
 from conftest import make_context, tiny_model
 from methods.common.base import RATIO_TOLERANCE, CompressionError
-from methods.common.structured import (
-    ACTIVATION_TYPES, NORM_TYPES, budget_for_ratio, geometric_widths, integer_widths, param_counter, remove_units,
-    slots, widths_for_budget,
+from chain_surgery import param_counter, remove_units, slots
+from methods.common.width_budget import (
+    ACTIVATION_TYPES, NORM_TYPES, budget_for_ratio, geometric_widths, integer_widths, widths_for_budget,
 )
 from methods.common.unit_groups import group_param_counter, group_widths, keep_units, resize_groups, unit_groups
 from methods.coreset import Coreset, probabilities, sensitivity

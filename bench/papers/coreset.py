@@ -129,7 +129,7 @@ def _widths(label: str, ratio: float, vlist: Sequence[Variant], model: str, data
     import methods
     from bench.metrics import params_total
     from bench.models import create_model
-    from methods.common.structured import budget_for_ratio
+    from methods.common.width_budget import budget_for_ratio
     from methods.common.unit_groups import group_param_counter
 
     v = next(v for v in vlist if v.label == label)

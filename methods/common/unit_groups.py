@@ -26,7 +26,7 @@ import torch_pruning as tp
 from torch import nn
 
 from bench.models import PadShortcut, classifier_of
-from methods.common.structured import ACTIVATION_TYPES, NORM_TYPES, WEIGHT_TYPES, WidthCount
+from methods.common.width_budget import ACTIVATION_TYPES, NORM_TYPES, WEIGHT_TYPES, WidthCount
 
 # Activations written as functions (``torch.relu(x)``) are seen only by their autograd node; these are the
 # ones whose module equivalent is known, so a bound on φ can still be taken.
@@ -303,7 +303,7 @@ def group_param_counter(model: nn.Module, input_shape: Sequence[int] | None = No
     The count is bilinear in the widths: each Linear/Conv2d weight scales with the width of the group its
     outputs belong to and of the group its inputs come from (times the columns each unit owns), a bias and
     an affine BatchNorm with their group, and everything else is constant. The terms are listed in module
-    order, as ``structured.param_counter`` lists a chain's, so both give the same floats on a chain.
+    order, as ``param_counter`` of the tests' chain surgery lists a chain's, so both give the same floats on a chain.
     """
     groups = unit_groups(model, input_shape)
     out_of = {p.layer: g.index for g in groups for p in g.producers}
