@@ -15,7 +15,7 @@ from bench.metrics import params_total
 from bench.models import create_model
 from bench.training import distillation_loss
 from conftest import make_context, tiny_model
-from methods.common.lma_activation import LMA
+from methods.lma import LMA
 from methods.lma import build_student
 
 RATIOS = (2, 4, 8, 16, 32)

@@ -282,7 +282,7 @@ def test_gradient_clipping_bounds_the_first_sgd_step(digits):
 
 
 def test_lma_cnn_student_puts_batchnorm_before_each_lma_and_starts_as_relu():
-    from methods.common.lma_activation import LMA
+    from methods.lma import LMA
     from methods.lma import build_student
 
     teacher = create_model("cnn", (1, 16, 16), 4, seed=0, channels=(8, 16, 16))
