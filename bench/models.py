@@ -104,8 +104,9 @@ def mark_classifier(model: nn.Module, num_classes: int, name: str | None = None)
     found = [n for n, m in _linears(model) if m.out_features == num_classes]
     if not found:
         raise ValueError(f"{type(model).__name__} has no Linear layer with {num_classes} outputs (one per class) to "
-                         f"serve as its classifier; name one with --model-option classifier=NAME "
-                         f"(its Linear layers: {', '.join(_linear_names(model))})")
+                         f"serve as its classifier (its Linear layers: {', '.join(_linear_names(model))}); give its "
+                         f"output layer the num_classes outputs its builder is called with ({num_classes} here), or "
+                         f"set a `classifier` attribute to the module that produces its outputs")
     object.__setattr__(model, CLASSIFIER_NAME, found[-1])
     return model
 
@@ -134,8 +135,17 @@ def create_model(
     ``classifier`` names the classifier submodule where the rule of ``classifier_of`` would pick another;
     the rest of ``kwargs`` go to the builder. The model carries its ``spec`` (what built it).
     """
-    builder = _MODELS.get(name)
     classifier = None if classifier is None else str(classifier)
+    model = build_unmarked(name, input_shape, num_classes, seed, classifier, **kwargs)
+    return mark_classifier(model, num_classes, classifier)
+
+
+def build_unmarked(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None,
+                   classifier: str | None = None, **kwargs: Any) -> nn.Module:
+    """``create_model`` before its classifier is marked: what the builder returned, with its ``spec``. The
+    preflight runs it once before the classifier rule applies, so a builder that ignores ``num_classes`` is
+    told so rather than asked to name a classifier."""
+    builder = _MODELS.get(name)
     if seed is None:
         model = builder(tuple(input_shape), num_classes, **kwargs)
     else:
@@ -144,11 +154,10 @@ def create_model(
             model = builder(tuple(input_shape), num_classes, **kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model builder {name!r} returned {type(model).__name__}, not an nn.Module")
-    if classifier is not None:
-        kwargs["classifier"] = classifier
+    spec_kwargs = {**kwargs, **({"classifier": classifier} if classifier is not None else {})}
     # object.__setattr__: a plain attribute even on modules that override __setattr__.
-    object.__setattr__(model, "spec", ModelSpec(name, tuple(input_shape), num_classes, dict(kwargs)))
-    return mark_classifier(model, num_classes, classifier)
+    object.__setattr__(model, "spec", ModelSpec(name, tuple(input_shape), num_classes, spec_kwargs))
+    return model
 
 
 def _mlp_layers(in_features: int, widths: tuple[int, ...], num_classes: int, activation: str) -> list[nn.Module]:

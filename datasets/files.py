@@ -2,9 +2,10 @@
 
 The file holds ``x_train, y_train, x_test, y_test`` and optionally ``x_val, y_val`` (without them, val is
 carved from train with ``SPLIT_SEED`` as every built-in dataset's is). Inputs are (N, ...) numbers, images
-channel-first (N, C, H, W); 2-D images (N, H, W) get a channel axis. Labels are integers 0..C-1 and
-``num_classes`` is the largest label over all splits plus one. Inputs are standardised with statistics of the
-training part only (``carve``: one mean and std, per channel for images of several channels).
+channel-first (N, C, H, W); 2-D images (N, H, W) get a channel axis; every input must be finite. Labels are
+integers 0..C-1 (whole numbers stored as floats are accepted) and ``num_classes`` is the largest label over all
+splits plus one. Inputs are standardised with statistics of the training part only (``carve``: one mean and
+std, per channel for images of several channels).
 """
 from __future__ import annotations
 
@@ -46,8 +47,19 @@ def load_npz(name: str, val_fraction: float = 0.1, train_limit: int | None = Non
         x, y = arrays[f"x_{s}"], arrays[f"y_{s}"]
         if x.ndim < 2 or x.dtype.kind not in "biuf":
             raise bad(f"x_{s} has shape {x.shape} and dtype {x.dtype}; inputs must be numbers shaped (N, ...)")
-        if y.ndim != 1 or y.dtype.kind not in "iu":
+        if y.ndim != 1 or y.dtype.kind not in "iuf":
             raise bad(f"y_{s} has shape {y.shape} and dtype {y.dtype}; labels must be one integer per sample")
+        if y.dtype.kind == "f":  # whole numbers stored as floats are labels; anything else is refused
+            fractional = ~np.isfinite(y) | (y != np.round(y))
+            if fractional.any():
+                i = int(np.argmax(fractional))
+                raise bad(f"y_{s} holds the label {float(y[i]):g} at sample {i}, not a whole number; labels must be "
+                          "integers")
+            y = arrays[f"y_{s}"] = y.astype(np.int64)
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            rows = ~np.isfinite(x.reshape(len(x), -1)).all(1)
+            raise bad(f"x_{s} has NaN or inf in {int(rows.sum())} of {len(x)} samples, the first at sample "
+                      f"{int(np.argmax(rows))}; every input must be a finite number: drop or repair those samples")
         if len(x) != len(y):
             raise bad(f"x_{s} has {len(x)} samples but y_{s} has {len(y)}")
         if len(y) and y.min() < 0:

@@ -34,7 +34,7 @@ from bench.metrics import params_total
 from bench.models import ModelSpec, classifier_of
 from bench.recipes import TrainRecipe
 from methods import register
-from methods.common.base import CompressionError, Context, Method
+from methods.common.base import CompressionError, Context, Method, reach_floor
 
 COMPRESSED_TYPES = (nn.Linear, nn.Conv2d)
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -212,7 +212,8 @@ def plan_budget(total: int, compressed: int, uncompressed: int, target_ratio: fl
         raise CompressionError(
             f"multihash cannot reach ratio {target_ratio:g}: the budget of {stored} parameters minus the "
             f"{uncompressed} kept outside the pool (biases, norm layers, scales) leaves {pool_budget}, less "
-            f"than one rank-one component of the {pool} pool ({cost}); ask for a lower ratio")
+            f"than one rank-one component of the {pool} pool ({cost}); the largest ratio reachable on this model is "
+            f"{reach_floor(total / (uncompressed + cost)):g}x")
     ranks, extra = divmod(pool_budget, cost)
     return Budget(total, compressed, uncompressed, side, ranks, extra, cost)
 

@@ -22,7 +22,8 @@ def run_cli(*args: str, results: Path, data: Path | None = None, timeout: int = 
 
 BAD_INPUTS = [
     (["bench", "--dataset", "digits", "--model", "mlp", "--trials", "1", "--ratio-range", "5000,6000"],
-     "--ratio-range 5000,6000 is out of reach: magnitude reaches at most [0-9.]+x on mlp; use --ratio-range 1.5,"),
+     "--ratio-range 5000,6000 is out of reach: the largest ratio magnitude reaches on mlp is [0-9.]+x; use "
+     "--ratio-range 1.5,"),
     (["run", "--method", "nope", "--ratio", "4"], "unknown method 'nope'; choose one of: .*magnitude"),
     (["run", "--dataset", "imagenet", "--ratio", "4"], "unknown dataset 'imagenet'; choose one of: .*fashion-mnist"),
     (["run", "--model", "resnet9000", "--ratio", "4"], "unknown model 'resnet9000'; choose one of: .*lenet300"),

@@ -158,7 +158,10 @@ def test_a_file_dataset_uses_its_validation_arrays_as_given(tmp_path):
 @pytest.mark.parametrize("replace,message", [
     ({"y_test": None}, "missing array\\(s\\) y_test"),
     ({"y_train": np.zeros(10, dtype=np.int64)}, "x_train has 1400 samples but y_train has 10"),
-    ({"y_train": np.full(1400, 0.5)}, "y_train has shape \\(1400,\\) and dtype float64; labels must be one integer"),
+    ({"y_train": np.full(1400, 0.5)}, "y_train holds the label 0.5 at sample 0, not a whole number; labels must be "
+                                      "integers"),
+    ({"y_train": np.zeros((1400, 2), dtype=np.int64)}, "y_train has shape \\(1400, 2\\) and dtype int64; labels must "
+                                                       "be one integer"),
     ({"x_val": np.zeros((5, 8, 8))}, "x_val and y_val must be given together"),
     ({"x_test": np.zeros((397, 4, 4))}, "x_test samples are shaped \\(4, 4\\) but x_train samples \\(8, 8\\)"),
     ({"y_test": -np.ones(397, dtype=np.int64)}, "y_test has the negative label -1"),

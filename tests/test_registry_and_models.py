@@ -69,7 +69,7 @@ def test_classifier_rule_last_linear_with_one_output_per_class_unless_named():
     assert classifier_of(named) is named.body
     seq = create_model("mlp", (1, 8, 8), 10, classifier="1")  # an override wins over SequentialNet's own
     assert classifier_of(seq) is seq[1] and seq[1].out_features != 10
-    with pytest.raises(ValueError, match="no Linear layer with 5 outputs.*--model-option classifier=NAME"):
+    with pytest.raises(ValueError, match=r"no Linear layer with 5 outputs.*the num_classes outputs its builder is called with \(5 here\)"):
         mark_classifier(_TwoHeads(), 5)
     with pytest.raises(ValueError, match="'nope' is not a Linear layer of _TwoHeads; choose one of: body, head, proj"):
         mark_classifier(_TwoHeads(), 3, name="nope")

@@ -8,6 +8,7 @@ user's own training code alike (``Context(seed=0)`` is enough for one-shot metho
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar, Protocol
 
@@ -25,6 +26,15 @@ RATIO_TOLERANCE = 0.03
 
 class CompressionError(ValueError):
     """A target the method cannot reach on this model; the message says why."""
+
+
+def reach_floor(ratio: float, digits: int = 4) -> float:
+    """A largest reachable ratio as messages print it: ``digits`` significant digits, rounded down, so that
+    the ratio a message suggests is never beyond reach."""
+    if not math.isfinite(ratio) or ratio <= 0:
+        return ratio
+    scale = 10 ** (digits - 1 - math.floor(math.log10(ratio)))
+    return math.floor(ratio * scale) / scale
 
 
 class Fit(Protocol):

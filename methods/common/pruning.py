@@ -14,7 +14,7 @@ from torch.nn.utils import prune
 
 from bench.metrics import params_total
 from bench.models import classifier_of
-from methods.common.base import CompressionError
+from methods.common.base import CompressionError, reach_floor
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -64,7 +64,8 @@ def keep_fraction(model: nn.Module, target_ratio: float, tensors: Iterable[tuple
     if not 0 < kappa <= 1:
         raise CompressionError(
             f"ratio {target_ratio:g} is out of reach: the {n_other:,} parameters that are not pruned "
-            f"(classifier, biases, norms) alone allow at most {n_total / max(n_other, 1):.1f}x"
+            f"(classifier, biases, norms) are kept, and at least one pruned entry; the largest ratio reachable on "
+            f"this model is {reach_floor(n_total / (n_other + 1)):g}x"
         )
     return kappa
 

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from torch import nn
 
-from methods.common.base import RATIO_TOLERANCE, CompressionError
+from methods.common.base import RATIO_TOLERANCE, CompressionError, reach_floor
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv2d)
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -85,10 +85,12 @@ def _bounds(count: WidthCount, fixed: dict[int, int]) -> tuple[list[float], list
 def _check_reach(count: WidthCount, budget: float, lo: list[float], hi: list[float], tolerance: float) -> None:
     p_min, p_max = count(lo), count(hi)
     if budget * (1 + tolerance) < p_min:
+        dense = count(list(count.full))
         raise CompressionError(
-            f"the budget of {budget:,.0f} parameters is out of reach: even the narrowest widths "
-            f"{[int(w) for w in lo]} leave {p_min:,.0f} parameters (the classifier is never pruned and every "
-            f"layer keeps at least one unit); ask for a compression ratio at most {budget / p_min:.3g}x this one")
+            f"ratio {dense / budget:g}x (a budget of {budget:,.0f} parameters) is out of reach: even the narrowest "
+            f"widths {[int(w) for w in lo]} leave {p_min:,.0f} parameters (the classifier is never pruned and every "
+            f"layer keeps at least one unit); the largest ratio reachable on this model is "
+            f"{reach_floor(dense / p_min):g}x")
     if budget * (1 - tolerance) > p_max:
         raise CompressionError(f"the budget of {budget:,.0f} parameters exceeds the {p_max:,.0f} the model has; "
                                "the compression ratio must be > 1")
