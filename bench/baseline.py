@@ -6,6 +6,9 @@ surviving weights to their random initialisation (SAP, the lottery ticket) read 
 Every method and every trial starts from a copy of the same cached weights, so methods differ only
 in the method. The cache is written to a temporary file and renamed, so a crash never leaves a
 half-written file under the final name; a corrupt file is detected, reported and retrained.
+
+A baseline no better than chance on validation or test (``bench.validity``) is never cached nor used: the
+run that asked for it ends FAILED, tagged ``invalid=baseline-at-chance``.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from bench.config import ExperimentConfig, results_dir
 from bench.export import Forms
 from bench.metrics import split_accuracy
 from bench.models import SequentialNet, create_model
+from bench.validity import check_above_chance, majority_share
 from datasets import Data
 
 
@@ -89,10 +93,25 @@ def _load(config: ExperimentConfig, data: Data, weights: Path, meta: Path, with_
         model = build_model(config, data)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         init = _init_state(config, data, _init_path(weights)) if with_init else None
-        return Baseline(model, info["val_acc"], info["test_acc"], info["train_seconds"], config.baseline_key(), init)
+        val_acc, test_acc, seconds = float(info["val_acc"]), float(info["test_acc"]), float(info["train_seconds"])
     except Exception as e:  # any unreadable or mismatched cache is retrained, never trusted
         warnings.warn(f"cached baseline {weights} is corrupt ({type(e).__name__}: {e}); retraining it", stacklevel=2)
         return None
+    if "chance" not in info:  # cached before chance was recorded: measured once now, and written beside it
+        info["chance"] = chance_of(data)
+        _atomic_write(meta, lambda p: p.write_text(json.dumps(info, default=str)))
+    _check(config, {"val": val_acc, "test": test_acc}, info["chance"])
+    return Baseline(model, val_acc, test_acc, seconds, config.baseline_key(), init)
+
+
+def chance_of(data: Data) -> dict[str, float]:
+    """Chance on val and test: the share of each split's commonest class (``bench.validity``)."""
+    return {split: majority_share(y for _, y in data.eval_batches(split)) for split in ("val", "test")}
+
+
+def _check(config: ExperimentConfig, accuracy: dict[str, float], chance: dict[str, float]) -> None:
+    check_above_chance(f"the dense baseline of {config.model} on {config.dataset} (seed {config.seed}, "
+                       f"{config.baseline.epochs} epochs)", accuracy, chance)
 
 
 def _init_path(weights: Path) -> Path:
@@ -123,8 +142,10 @@ def ensure_baseline(config: ExperimentConfig, data: Data, progress: bool = False
         seconds = time.perf_counter() - start
         val_acc = split_accuracy(model, data, "val")[1]
         test_acc = split_accuracy(model, data, "test")[1]
+        chance = chance_of(data)
+        _check(config, {"val": val_acc, "test": test_acc}, chance)  # before the cache: never cached when wrong
         _atomic_write(weights, lambda p: torch.save(model.state_dict(), p))
         _atomic_write(meta, lambda p: p.write_text(json.dumps(
             {"val_acc": val_acc, "test_acc": test_acc, "train_seconds": seconds, "config": config.params(),
-             "data_sha256": data.sha256}, default=str)))
+             "data_sha256": data.sha256, "chance": chance}, default=str)))
         return Baseline(model, val_acc, test_acc, seconds, key, init), True

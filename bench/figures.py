@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from bench.drawing import caption as runs_caption, dense_lines, dense_reference, pyplot, save, write_table
+from bench.validity import skipped_text
 
 DELTAS = (0.0, 0.5, 1.0, 2.0)  # accuracy points below dense for the commensurate table
 
@@ -56,6 +57,9 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
     Runs are told apart by what was recorded when they ran — the ``protocol``/``protocol_hash``, ``arm``,
     ``variant`` and ``lr`` tags — never by comparing their parameters with today's method defaults, so a
     changed default cannot relabel old runs. Runs from before protocols existed have protocol ``legacy``.
+
+    Runs tagged ``invalid`` (known to be wrong, ``bench.validity``: FAILED with the reason) are left out whatever
+    their status, and counted: ``attrs["skipped_invalid"]`` maps each experiment to {reason: runs skipped}.
     """
     import pandas as pd
 
@@ -65,7 +69,11 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
     df = tracker.runs_frame()
     if df.empty:
         return df
+    skipped = skipped_invalid(df)
+    if "tags.invalid" in df:
+        df = df[df["tags.invalid"].isna()]
     df = df[df["status"] == "FINISHED"].copy()
+    df.attrs["skipped_invalid"] = skipped
     if df.empty:
         return df
 
@@ -102,7 +110,19 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
         else m for m, v, t, k in zip(out["method"], recorded, tuned, out["kind"])]
     out = out.reset_index(drop=True)
     out.attrs["tracking_uri"] = tracker.uri  # paper figures read step metrics from the same store
+    out.attrs["skipped_invalid"] = skipped
     return out
+
+
+def skipped_invalid(frame: "pandas.DataFrame") -> dict[str, dict[str, int]]:
+    """Per experiment ("dataset/model"), how many runs of ``Tracker.runs_frame`` are tagged ``invalid``, by reason."""
+    if "tags.invalid" not in frame:
+        return {}
+    bad = frame[frame["tags.invalid"].notna()]
+    counts: dict[str, dict[str, int]] = {}
+    for (dataset, model, reason), n in bad.groupby(["tags.dataset", "tags.model", "tags.invalid"]).size().items():
+        counts.setdefault(f"{dataset}/{model}", {})[str(reason)] = int(n)
+    return counts
 
 
 # ---------------------------------------------------------------- aggregation
@@ -256,6 +276,8 @@ def comparison_figures(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
         if not (all_runs["kind"] == "compressed").any():
             continue
         caption = protocol_caption(all_runs)
+        skipped = skipped_text(runs.attrs.get("skipped_invalid", {}).get(experiment, {}))
+        caption = f"{caption}; {skipped}" if skipped else caption  # the verdict and every caption say so
         folder = out_dir / experiment.replace("/", "__") / f"{protocol}-{digest}"
         written += write_verdict(all_runs, folder, f"{experiment}, {caption}")
         chosen = select_on_validation(all_runs)
@@ -288,6 +310,8 @@ def make_figures(out_dir: Path, tracker: Any | None = None, log: Any = print) ->
     if runs.empty or not (runs["kind"] == "compressed").any():
         uri = tracker.uri if tracker is not None else "the default store"
         raise NoRunsError(f"no finished compressed runs in {uri}; run `make bench METHOD=magnitude` first")
+    for experiment, skipped in sorted(runs.attrs.get("skipped_invalid", {}).items()):
+        log(f"{experiment}: {skipped_text(skipped)}")
     papers = paper_figures()
     paper_run = runs["protocol"].isin([paper_protocol(name) for name in papers])
     written = comparison_figures(runs[~paper_run], out_dir)

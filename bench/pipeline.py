@@ -32,6 +32,7 @@ from bench.records import (Arm, RunResult, csv_text, dataset_record, ensure_base
                            experiment_name, find_tracked, group_tag, measure, record_failure, record_unreachable,
                            run_tags, track_arm)
 from bench.tracking import Tracker
+from bench.validity import InvalidResultError
 from methods import CompressionError
 from methods.common.base import RATIO_TOLERANCE  # the contract's ±3 % (sweeps read it from here too)
 
@@ -60,8 +61,12 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
     if not work_once:
         forget_loaded_data()
     data = load_data(config)
-    baseline, _ = ensure_baseline(config, data, progress=progress)
     tracker = tracker or Tracker()
+    try:
+        baseline, _ = ensure_baseline(config, data, progress=progress)
+    except InvalidResultError as e:  # a baseline at chance, or its loss went non-finite: FAILED, never a result
+        record_failure(tracker, config, method, parent_run_id, extra_tags, e)
+        raise
     steps: list[tuple[dict[str, float], int]] = []
     ledger = method_ledger(config, method, baseline.model, data, config.ratio)
 

@@ -21,7 +21,7 @@ from bench.budget import Ledger
 from bench.config import ExperimentConfig
 from bench.export import Forms, clone, forms_of
 from bench.metrics import latency_metrics, per_layer, size_metrics, split_accuracy
-from bench.tracking import DatasetRecord, Tracker
+from bench.tracking import DatasetRecord, Tracker, failure_tags
 from bench.training import fit
 from methods import CompressionError
 
@@ -202,9 +202,10 @@ def _method_params(method: methods.Method) -> dict[str, Any]:
 
 def record_failure(tracker: Tracker, config: ExperimentConfig, method: methods.Method, parent_run_id: str | None,
                     extra_tags: dict[str, Any] | None, error: BaseException) -> None:
-    """A run for a method that crashed or was interrupted before its run opened: FAILED (KILLED on Ctrl-C)."""
+    """A run for a method that crashed or was interrupted before its run opened: FAILED (KILLED on Ctrl-C),
+    tagged ``invalid=<reason>`` when it failed because a result was known to be wrong (``bench.validity``)."""
     tags = {**_tags(config, "compressed", config.method, {**run_tags(config), **(extra_tags or {})}),
-            "error": f"{type(error).__name__}: {error}"[:5000]}
+            **failure_tags(error)}
     run_id = tracker.start(experiment_name(config), f"{config.method}-{config.ratio:g}x-s{config.seed}", tags,
                            parent_run_id)
     tracker.log_params(run_id, {**config.params(), **_method_params(method)})

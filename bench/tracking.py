@@ -250,7 +250,7 @@ class Tracker:
                 raise
             except BaseException as e:
                 status = "FAILED"
-                self.set_tags(run_id, {"error": f"{type(e).__name__}: {e}"[:5000]})
+                self.set_tags(run_id, failure_tags(e))
                 raise
             finally:
                 _stop(monitor)  # while the run is still RUNNING: the monitor's last batch is flushed
@@ -266,6 +266,17 @@ class Tracker:
                                        samples_before_logging=1, tracking_uri=self.uri)
         monitor.start()
         return monitor
+
+
+def failure_tags(error: BaseException) -> dict[str, str]:
+    """The tags of a run that failed: its ``error``, and ``invalid=<reason>`` when what it measured is known to
+    be wrong (``bench.validity``), so figures and the verdict skip it and say why."""
+    from bench.validity import INVALID_TAG, InvalidResultError
+
+    tags = {"error": f"{type(error).__name__}: {error}"[:5000]}
+    if isinstance(error, InvalidResultError):
+        tags[INVALID_TAG] = error.reason
+    return tags
 
 
 def _stop(monitor: Any | None) -> None:

@@ -1,5 +1,6 @@
 """Selection on validation only: per (experiment, variant, arm, requested ratio, seed), the learning-rate
-candidate with the best validation accuracy; test accuracy is never looked at."""
+candidate with the best validation accuracy; test accuracy is never looked at, and a run known to be wrong
+(tagged ``invalid``) never chosen."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +21,15 @@ def select_on_validation(runs: "pandas.DataFrame") -> "pandas.DataFrame":
 
     Candidates without a validation accuracy cannot be chosen and are not counted. "unreachable" rows are passed
     through (one per key, ``n_candidates`` NaN) so that ``verdict_table`` can report them; "baseline" rows are
-    dropped (the untuned dense model takes no part in the verdict).
+    dropped (the untuned dense model takes no part in the verdict). Runs known to be wrong (an ``invalid``
+    value: ``bench.validity``) are never chosen: ``attrs["skipped_invalid"]`` counts them by reason, with those
+    ``tidy_runs`` left out already for the experiments in ``runs``.
     """
     import pandas as pd
 
+    skipped = _skipped(runs)
+    if "invalid" in runs:
+        runs = runs[runs["invalid"].isna() | (runs["invalid"] == "")]
     runs = runs.copy()
     runs["arm"] = runs["arm"].fillna("method")  # a run without an arm tag is the method itself
     tuned = runs[runs["kind"].isin(TUNED_KINDS) & runs["val_acc_top1"].notna()]
@@ -43,7 +49,30 @@ def select_on_validation(runs: "pandas.DataFrame") -> "pandas.DataFrame":
     unreachable["n_candidates"] = np.nan
     unreachable["lr_edge"] = ""
     out = pd.concat([chosen, unreachable], ignore_index=True) if len(unreachable) else chosen
-    return out.sort_values(SELECT_KEYS, kind="mergesort").reset_index(drop=True)
+    out = out.sort_values(SELECT_KEYS, kind="mergesort").reset_index(drop=True)
+    out.attrs["skipped_invalid"] = skipped
+    return out
+
+
+def _skipped(runs: "pandas.DataFrame") -> dict[str, int]:
+    """{reason: runs} known to be wrong among ``runs`` and among what ``tidy_runs`` left out of its experiments."""
+    counts: dict[str, int] = {}
+    experiments = set(runs["experiment"].dropna()) if "experiment" in runs else set()
+    for experiment, by_reason in runs.attrs.get("skipped_invalid", {}).items():
+        if experiment in experiments:
+            for reason, n in by_reason.items():
+                counts[reason] = counts.get(reason, 0) + n
+    if "invalid" in runs:
+        for reason, n in runs.loc[runs["invalid"].notna() & (runs["invalid"] != ""), "invalid"].value_counts().items():
+            counts[str(reason)] = counts.get(str(reason), 0) + int(n)
+    return counts
+
+
+def skipped_note(chosen: "pandas.DataFrame") -> str:
+    """The sentence a verdict prints about the runs it skipped as known wrong ("" when none)."""
+    from bench.validity import skipped_text
+
+    return skipped_text(chosen.attrs.get("skipped_invalid", {}))
 
 
 def _edge(lr: float, lo: float, hi: float, n: int) -> str:
