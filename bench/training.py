@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.recipes import TrainRecipe
+from bench.validity import NonFiniteLossError
 from datasets import Data
 from datasets.core import TensorBatches, steps_per_epoch  # noqa: F401  (defined with the data; imported from here)
 
@@ -111,6 +112,7 @@ def _lightning_module_class():
             self.kd_weight, self.temperature, self.log_every = kd_weight, temperature, log_every
             self._correct = self._seen = None
             self.steps_taken = 0  # optimiser steps (the raw optimiser does not advance trainer.global_step)
+            self.loss_finite: torch.Tensor | None = None  # on the device: read once, after the fit (no sync per step)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model(x)
@@ -137,6 +139,8 @@ def _lightning_module_class():
             clip = self.recipe.grad_clip
             for x, y in group:
                 loss = self.loss(x, y)
+                finite = torch.isfinite(loss.detach())
+                self.loss_finite = finite if self.loss_finite is None else self.loss_finite & finite
                 opt.zero_grad()
                 loss.backward()
                 if clip is not None:
@@ -310,4 +314,7 @@ def fit(model: nn.Module, recipe: TrainRecipe, data: Data, seed: int, teacher: n
     model.cpu()
     if teacher is not None:
         teacher.cpu()
+    if module.loss_finite is not None and not bool(module.loss_finite):
+        raise NonFiniteLossError(f"the training loss became NaN or inf during a fit of {recipe.epochs} epoch(s) at lr "
+                                 f"{recipe.lr:g}; lower the learning rate, or check the inputs' scale")
     return model

@@ -15,6 +15,7 @@ from bench.cli.values import UsageError
 from bench.plugins import PluginError, load_plugins
 from bench.protocol import ProtocolError
 from bench.registry import UnknownNameError
+from bench.validity import InvalidResultError
 from methods.common.params import ParamError
 
 
@@ -50,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compare":
             return _compare(args, main)
         return _run(args)  # run, bench
+    except InvalidResultError as e:  # trained, but known wrong: its run is FAILED with the reason, never a result
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (UsageError, UnknownNameError, ParamError, ProtocolError, PluginError, BudgetError, datasets.DataError,
             methods.CompressionError, *_late_errors()) as e:
         print(f"error: {e}", file=sys.stderr)
