@@ -8,6 +8,8 @@ tracked MLflow runs it left RUNNING are closed as KILLED.
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import time
 import weakref
 from contextlib import contextmanager
@@ -53,6 +55,20 @@ class CloseKilledRuns:
                 pass
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """Drops Optuna's report of a trial interrupted by Ctrl-C (the record carrying the KeyboardInterrupt, or an
+    error raised while handling one, and its traceback), and its "Trial n failed with value None." after any exception, which says nothing the line with
+    the exception (or the sweep's own line for the trial) has not said."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        while error is not None:  # an error raised while a Ctrl-C was being handled counts as the Ctrl-C
+            if isinstance(error, KeyboardInterrupt):
+                return False
+            error = error.__cause__ or error.__context__
+        return not re.fullmatch(r"Trial \d+ failed with value None\.", record.getMessage())
+
+
 def quiet_optuna() -> None:
     """Heartbeats and fail_stale_trials are marked experimental; they are what crash recovery needs."""
     import warnings
@@ -60,6 +76,11 @@ def quiet_optuna() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Ctrl-C is not a failure to explain: Optuna logs the interrupted trial with its traceback (30 lines) before
+    # the CLI's one line. Other failed trials keep theirs.
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _NoInterruptTraceback) for f in handler.filters):
+            handler.addFilter(_NoInterruptTraceback())
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # Optuna 5 deprecates the sampler's constraints_func for Trial.set_constraint, but optuna-dashboard
     # 0.21 (the newest) shows feasibility only from what constraints_func records; see bench.sweep.
@@ -102,16 +123,96 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], tracking_uri: str, att
     raise AssertionError("unreachable")
 
 
-def make_storage(url: str | None, tracking_uri: str) -> Any:
-    """An Optuna storage for ``url`` (None: the default SQLite file); raises StorageError clearly."""
+def _journal_path(url: str) -> Path:
+    return Path(url[len("journal:"):]).expanduser()
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Several local workers share one file: wait for the write lock instead of failing at once.
+        return {"connect_args": {"timeout": 60}}
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": 10}}
+    return {}
+
+
+@contextmanager
+def _explained(url: str) -> Iterator[None]:
+    """What SQLAlchemy raises for a storage URL, as one StorageError line."""
     import sqlalchemy.exc
 
+    try:
+        yield
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as e:
+        raise StorageError(f"storage URL {url!r} is malformed ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    except ImportError as e:  # a URL naming a driver that is not installed (mysql://, postgresql+pg8000://)
+        raise StorageError(f"storage {url!r}: {e}; install the database driver it names") from None
+    except sqlalchemy.exc.OperationalError as e:
+        raise StorageError(f"cannot reach storage {url!r}: {str(e.orig).strip().splitlines()[0]}") from None
+
+
+def check_storage(url: str | None) -> None:
+    """The Optuna storage ``url`` (None: the default SQLite file) can hold a study, checked without writing to it:
+    a journal file or SQLite database whose folder exists and can be written (the file itself too, where it
+    exists), or a database server that accepts a connection (the tables are made later, by ``make_storage``).
+    Raises StorageError with the fix."""
+    from bench.preflight.environment import file_problem
+
+    if url is None:
+        problem = file_problem(results_dir() / "optuna.db")
+        if problem is not None:
+            raise StorageError(f"the default Optuna storage results/optuna.db cannot be written ({problem}); make "
+                               "it writable, or give --storage")
+        return
+    if url.startswith("journal:"):
+        path = _journal_path(url)
+        _check_storage_file(path, f"journal storage {path}", f"journal storage directory {path.parent} does not exist",
+                            "journal:/path/in/a/writable/folder.log")
+        return
+    if "://" not in url:
+        raise StorageError(f"storage {url!r} is not a URL; use e.g. sqlite:///results/optuna.db, "
+                           "postgresql://user:pass@host/db, or journal:/path/to/file.log")
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    full = _with_postgres_driver(url)
+    with _explained(url):
+        parsed = make_url(full)
+        if parsed.get_backend_name() == "sqlite":
+            if not parsed.database or parsed.database == ":memory:":
+                return
+            path = Path(parsed.database)
+            _check_storage_file(path, f"storage {url!r}", f"cannot reach storage {url!r}: folder {path.parent} does "
+                                "not exist", "sqlite:////path/in/a/writable/folder.db")
+            return
+        engine = sqlalchemy.create_engine(full, **_engine_kwargs(full))
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+
+
+def _check_storage_file(path: Path, what: str, missing: str, example: str) -> None:
+    """A journal or SQLite file whose folder exists (Optuna's journal and SQLite, unlike MLflow, do not make it)
+    and that can be written; nothing is written."""
+    from bench.preflight.environment import file_problem
+
+    if not path.parent.exists():
+        raise StorageError(f"{missing}; create it (mkdir -p {path.parent}) or give --storage {example}")
+    problem = file_problem(path)
+    if problem is not None:
+        raise StorageError(f"{what} cannot be written ({problem}); give --storage {example}")
+
+
+def make_storage(url: str | None, tracking_uri: str) -> Any:
+    """An Optuna storage for ``url`` (None: the default SQLite file); raises StorageError clearly."""
     quiet_optuna()
     url = url or default_storage_url()
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = Path(url[len("journal:"):]).expanduser()
+        path = _journal_path(url)
         if not path.parent.is_dir():
             raise StorageError(f"journal storage directory {path.parent} does not exist")
         storage = JournalStorage(JournalFileBackend(str(path)))
@@ -121,20 +222,8 @@ def make_storage(url: str | None, tracking_uri: str) -> Any:
         raise StorageError(f"storage {url!r} is not a URL; use e.g. sqlite:///results/optuna.db, "
                            "postgresql://user:pass@host/db, or journal:/path/to/file.log")
     url = _with_postgres_driver(url)
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        # Several local workers share one file: wait for the write lock instead of failing at once.
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    elif url.startswith("postgresql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    try:
-        return _rdb_storage(url, engine_kwargs, tracking_uri)
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as e:
-        raise StorageError(f"storage URL {url!r} is malformed ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    except ImportError as e:  # a URL naming a driver that is not installed (mysql://, postgresql+pg8000://)
-        raise StorageError(f"storage {url!r}: {e}; install the database driver it names") from None
-    except sqlalchemy.exc.OperationalError as e:
-        raise StorageError(f"cannot reach storage {url!r}: {str(e.orig).strip().splitlines()[0]}") from None
+    with _explained(url):
+        return _rdb_storage(url, _engine_kwargs(url), tracking_uri)
 
 
 @contextmanager
