@@ -58,13 +58,13 @@ bench: setup data  ## Optuna study of METHOD under PROTOCOL: grid over its ratio
 		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(foreach p,$(PARAMS),--param $(p)) \
 		$(foreach p,$(PLUGINS),--plugin $(p)) $(foreach o,$(MODEL_OPTIONS),--model-option $(o)) \
-		$(if $(filter 0,$(LOG_MODELS)),--no-log-models)
+		$(if $(filter 0,$(LOG_MODELS)),--no-log-models) $(if $(filter 1,$(ALLOW_LARGE)),--allow-large)
 
 compare: setup data  ## every method and control under PROTOCOL on DATASET/MODEL (SEEDS, RATIOS, FINETUNE_LR, WORKERS), then its verdict
 	$(BIN)/python -m bench compare --dataset $(DATASET) --model $(MODEL) --protocol $(PROTOCOL) --workers $(WORKERS) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(STORAGE),--storage $(STORAGE)) \
 		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(filter 0,$(LOG_MODELS)),--no-log-models) \
-		$(foreach p,$(PLUGINS),--plugin $(p))
+		$(foreach p,$(PLUGINS),--plugin $(p)) $(if $(filter 1,$(ALLOW_LARGE)),--allow-large)
 
 test: setup  ## run the test suite (fetches Fashion-MNIST for the data tests)
 	$(BIN)/python -m bench fetch fashion-mnist

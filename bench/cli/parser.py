@@ -7,6 +7,7 @@ import argparse
 import datasets
 import methods
 from bench.models import list_models, model_origin
+from bench.preflight.resources import MAX_SEEDS
 from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES
 from bench.protocols import get_protocol, protocol_names
 from methods.common.params import describe
@@ -39,8 +40,15 @@ def _plugin_arg(p: argparse.ArgumentParser) -> None:
                         "installed packages' compression_bench.plugins entry points load by themselves)")
 
 
+def _allow_large_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-large", action="store_true",
+                   help=f"go past the resource bounds: more than {MAX_SEEDS} seeds, or more workers than CPU cores (refused "
+                        "without it, before any work; make: ALLOW_LARGE=1)")
+
+
 def _experiment_args(p: argparse.ArgumentParser, ratio_flag: bool) -> None:
     _plugin_arg(p)
+    _allow_large_arg(p)
     p.add_argument("--method", default="magnitude", help="a registered method (see below)")
     if ratio_flag:
         p.add_argument("--ratio", required=True, help="target compression ratio, params_total / params_effective (> 1)")
@@ -126,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--log-models", action=argparse.BooleanOptionalAction, default=True,
                          help="log every compressed model as an MLflow model (--no-log-models: a smaller store)")
     compare.add_argument("--dry-run", action="store_true", help="print the commands only")
+    _allow_large_arg(compare)
     reproduce = sub.add_parser("reproduce", help="run the experiments behind a seed paper's figure")
     reproduce.add_argument("paper")
     reproduce.add_argument("--scale", default="cpu", choices=SCALES,
