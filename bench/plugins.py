@@ -52,13 +52,27 @@ def _import(spec: str) -> None:
 
 
 def _explain(source: str, error: BaseException, module: str = "") -> PluginError:
+    """One line for a plugin that could not be loaded. ``module`` is the plugin's own module name ("" for a
+    ``.py`` file): a ``ModuleNotFoundError`` for that module (or a package above it) means the plugin itself was
+    not found; one for any other module means the plugin was found but needs something not installed."""
     from bench.registry import DuplicateNameError
 
     if isinstance(error, DuplicateNameError):
         return PluginError(f"plugin {source}: {error}")
-    if isinstance(error, ModuleNotFoundError) and error.name and module.startswith(error.name):
-        return PluginError(f"plugin {source} not found: no module named {error.name!r}; give an importable module "
-                           "(run from the folder that holds it, or pip install its package) or a .py file")
+    if isinstance(error, SystemExit):  # sys.exit() at import would end the whole command, having run nothing
+        return PluginError(f"plugin {source} called sys.exit({error.code!r}) while being imported; a plugin module "
+                           "must only register entries: remove the exit (guard script code with "
+                           "if __name__ == '__main__')")
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        if module and (module == error.name or module.startswith(error.name + ".")):
+            if source.startswith("entry point"):
+                return PluginError(f"plugin {source} failed to import: its module {error.name!r} is not installed; "
+                                   "reinstall the package that declares the entry point, or uninstall it")
+            return PluginError(f"plugin {source} not found: no module named {error.name!r}; give an importable "
+                               "module (run from the folder that holds it, or pip install its package) or a .py file")
+        return PluginError(f"plugin {source} failed to import: it needs module {error.name!r}, which is not "
+                           "installed; pip install the package that provides it (or the plugin's package with its "
+                           "dependencies)")
     return PluginError(f"plugin {source} failed to import: {type(error).__name__}: {error}; fix the module or leave "
                        "it out")
 
@@ -71,14 +85,16 @@ def load_plugins(modules: Iterable[str] = (), entry_points: bool = True) -> tupl
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
                 ep.load()
-            except Exception as e:  # any error in someone else's package: one clear line, not a traceback
-                raise _explain(f"entry point {ep.name!r} ({ep.value})", e) from None
+            # Any error in someone else's package, sys.exit() included: one clear line, not a traceback or an
+            # exit status 0 for a command that ran nothing (KeyboardInterrupt still interrupts).
+            except (Exception, SystemExit) as e:
+                raise _explain(f"entry point {ep.name!r} ({ep.value})", e, ep.module) from None
     for spec in modules:
         try:
             _import(spec)
         except PluginError:
             raise
-        except Exception as e:
-            raise _explain(repr(spec), e, spec) from None
+        except (Exception, SystemExit) as e:
+            raise _explain(repr(spec), e, "" if spec.endswith(".py") else spec) from None
         loaded.append(spec)
     return tuple(loaded)
