@@ -33,10 +33,11 @@ def _trials(results: Path) -> list:
     return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
 
 
-def _start_and_interrupt(results: Path, sig: int) -> tuple[subprocess.Popen, str]:
-    """Start the sweep and send ``sig`` once one trial is complete and another is fine-tuning inside its run."""
-    proc = subprocess.Popen(COMMAND, cwd=REPO, env=_env(results), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+def _start_and_interrupt(results: Path, sig: int, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """Start the sweep and send ``sig`` to its process group (as a terminal's Ctrl-C does: the main process and
+    every worker) once one trial is complete and another is fine-tuning inside its run."""
+    proc = subprocess.Popen(COMMAND + ["--workers", str(workers)], cwd=REPO, env=_env(results),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -78,11 +79,30 @@ def test_sigkill_mid_trial_then_rerun_completes_the_study(tmp_path):
     _check_resumed(tmp_path, run_id, "KILLED")
 
 
+def _assert_one_interrupt_line(proc: subprocess.Popen) -> None:
+    stderr = proc.stderr.read().decode()
+    assert proc.returncode == 130, stderr[-2000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: "), stderr[-3000:]  # no library traceback
+
+
 def test_ctrl_c_mid_trial_marks_the_run_killed_and_rerun_completes(tmp_path):
     proc, run_id = _start_and_interrupt(tmp_path, signal.SIGINT)
-    assert proc.returncode == 130, proc.stderr.read().decode()[-2000:]
+    _assert_one_interrupt_line(proc)
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert tracker.client.get_run(run_id).info.status == "KILLED"
     failed = [t for t in _trials(tmp_path) if t.state.name == "FAIL"]
     assert len(failed) == 1
     _check_resumed(tmp_path, run_id, "KILLED")
+
+
+def test_ctrl_c_with_two_workers_leaves_no_trial_or_run_running_and_prints_one_line(tmp_path):
+    proc, run_id = _start_and_interrupt(tmp_path, signal.SIGINT, workers=2)
+    _assert_one_interrupt_line(proc)
+    states = [t.state.name for t in _trials(tmp_path)]
+    assert "RUNNING" not in states and "FAIL" in states, states  # not left for a re-run to find stale
+    runs = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}").runs_frame()
+    assert "RUNNING" not in set(runs["status"]), runs[["status", "tags.kind", "tags.trial"]]
+    assert Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}").client.get_run(run_id).info.status == "KILLED"
+    sweep = runs[runs["tags.kind"] == "sweep"]
+    assert list(sweep["status"]) == ["KILLED"]

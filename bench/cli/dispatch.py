@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the current run is marked KILLED", file=sys.stderr)
+        # One line, whatever the number of workers: every worker has ended its trial (FAIL) and runs (KILLED).
+        print("interrupted: the runs in progress are marked KILLED and a sweep's running trials FAIL; re-run the "
+              "same command to resume", file=sys.stderr)
         return 130
 
 

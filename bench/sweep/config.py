@@ -74,8 +74,13 @@ class SweepConfig:
 
 @dataclass
 class SweepSummary:
+    """What a sweep did. ``failed`` counts FAIL trials, retried ones included; ``unfinished`` the grid points with no
+    COMPLETE or PRUNED (unreachable) trial after their retries (TPE: the completed trials still missing), which
+    the CLI's exit status reports (a re-run retries them)."""
+
     study_name: str
     parent_run_id: str
     complete: int
     failed: int
     pareto: list[dict[str, Any]] = field(default_factory=list)
+    unfinished: int = 0

@@ -7,8 +7,13 @@ import dataclasses
 import statistics
 from typing import Any
 
+from pathlib import Path
+
 from bench.config import _frozen
 from bench.sweep.config import SweepConfig
+
+# What every seed's method run logs (``bench.records``) and every trial holds, one per seed.
+TRIAL_ARTIFACTS = ("report.json", "per_layer.csv")
 
 
 def ratio_constraint(trial: Any) -> tuple[float]:
@@ -62,6 +67,8 @@ class Objective:
 
         if self.on_claimed is not None:
             self.on_claimed()
+        # Who runs it: after a Ctrl-C the main process fails the trials its own dead workers left RUNNING.
+        trial.set_user_attr("worker", worker_id())
         cfg = self.cfg
         if cfg.mode == "grid":
             ratio = float(trial.suggest_categorical("ratio", list(cfg.ratios)))
@@ -120,29 +127,60 @@ class Objective:
                                          for r in results for c in r.controls])
         trial.set_user_attr("method_params", {k: str(v) for k, v in params.items()})
         trial.set_user_attr("ratio_error_max", max(abs(m["compression_ratio"] / ratio - 1) for m in metrics))
-        self._upload(trial, results)
+        try:
+            self._upload(trial, results)
+        except Exception as e:
+            # Artifacts are part of a trial: without them it is not COMPLETE, and its retry stores them.
+            trial.set_user_attr("error", f"trial artifacts not stored in {self.cfg.artifact_path()} "
+                                         f"({type(e).__name__}: {e})"[:2000])
+            raise
         return mean("val_acc_top1"), mean("compression_ratio")
 
     def _upload(self, trial: Any, results: list[Any]) -> None:
-        """Each seed's report and per-layer table as the trial's artifacts (optuna-dashboard's Artifacts tab)."""
+        """Each seed's report and per-layer table as the trial's artifacts (optuna-dashboard's Artifacts tab).
+
+        A seed trained in this trial has them in memory; a seed whose runs were found already tracked (a retry of a
+        trial whose artifacts failed, a point measured by another study) has them in its MLflow run, from where they
+        are copied, so every COMPLETE trial holds every seed's artifacts. Any failure raises: the trial is FAIL.
+        """
         import tempfile
-        from pathlib import Path
 
         from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-        fresh = [r for r in results if r.artifacts]
-        if not fresh:
-            return  # every seed reused a tracked run: its artifacts are in MLflow
         if self.artifacts is None:
             Path(self.cfg.artifact_path()).mkdir(parents=True, exist_ok=True)
             self.artifacts = FileSystemArtifactStore(self.cfg.artifact_path())
         with tempfile.TemporaryDirectory() as tmp:
-            for result in fresh:
-                for name, text in result.artifacts.items():
+            for result in results:
+                for name, path in self._artifact_files(result, Path(tmp)):
                     stem, _, ext = name.rpartition(".")
-                    path = Path(tmp) / f"{stem}-seed{result.config.seed}.{ext}"
-                    path.write_text(text)
-                    upload_artifact(artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial)
+                    named = path.with_name(f"{stem}-seed{result.config.seed}.{ext}")
+                    path.rename(named)
+                    upload_artifact(artifact_store=self.artifacts, file_path=str(named), study_or_trial=trial)
+
+    def _artifact_files(self, result: Any, tmp: Path) -> list[tuple[str, Path]]:
+        """(artifact name, a local copy) of each of ``result``'s artifacts: from memory, or from its MLflow run."""
+        folder = tmp / f"seed{result.config.seed}"
+        folder.mkdir()
+        if result.artifacts:
+            out = []
+            for name, text in result.artifacts.items():
+                (folder / name).write_text(text)
+                out.append((name, folder / name))
+            return out
+        logged = {a.path for a in self.tracker.client.list_artifacts(result.run_id)}
+        names = [n for n in TRIAL_ARTIFACTS if n in logged]
+        if not names:
+            raise FileNotFoundError(f"run {result.run_id} has none of {', '.join(TRIAL_ARTIFACTS)} to copy")
+        return [(n, Path(self.tracker.client.download_artifacts(result.run_id, n, str(folder)))) for n in names]
+
+
+def worker_id() -> str:
+    """This process on this machine, as ``host:pid``."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _make_sampler(cfg: SweepConfig, worker: int) -> Any:

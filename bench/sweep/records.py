@@ -73,7 +73,17 @@ def _summarise(cfg: SweepConfig, study: Any, parent: str) -> SweepSummary:
                "compression_ratio": t.values[1], "acc_top1": t.user_attrs.get("acc_top1_mean"),
                "params": t.user_attrs.get("method_params", {})} for t in study.best_trials]
     return SweepSummary(cfg.study_name(), parent, counts.get("COMPLETE", 0), counts.get("FAIL", 0),
-                        sorted(pareto, key=lambda p: p["compression_ratio"]))
+                        sorted(pareto, key=lambda p: p["compression_ratio"]), _unfinished(cfg, study))
+
+
+def _unfinished(cfg: SweepConfig, study: Any) -> int:
+    """Grid points without a COMPLETE or PRUNED trial; in TPE mode, the COMPLETE trials still short of the target."""
+    trials = study.get_trials(deepcopy=False)
+    if cfg.mode != "grid":
+        return max(0, cfg.target - sum(t.state.name == "COMPLETE" for t in trials))
+    done = {(float(t.params["ratio"]), float(t.params["lr"])) for t in trials
+            if t.state.name in ("COMPLETE", "PRUNED") and "ratio" in t.params and "lr" in t.params}
+    return sum(point not in done for point in cfg.points)
 
 
 def _log_pareto(cfg: SweepConfig, tracker: Any, parent: str, study: Any) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 from bench.studies import OBJECTIVES, make_storage, study_lock
 from bench.sweep.config import SweepConfig, SweepSummary
 from bench.sweep.grid import _missing_grid_points
-from bench.sweep.objective import _make_sampler
+from bench.sweep.objective import _make_sampler, worker_id
 from bench.sweep.progress import SweepProgress, _log, _state_counts
 from bench.sweep.reach import reachable_range
 from bench.sweep.records import _log_pareto, _parent_run, _save_note, _summarise
-from bench.sweep.workers import _run_workers, _wait_for_running
+from bench.sweep.workers import _run_workers, _wait_for_running, end_interrupted
 
 
 def _prepare_baselines(cfg: SweepConfig, tracker: Any) -> None:
@@ -78,6 +78,8 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        if cfg.workers == 1:  # this process ran the trials (several workers end theirs in ``_stop_workers``)
+            end_interrupted(cfg, study, tracking_uri, {worker_id()})
         raise
     finally:
         if bar is not None:

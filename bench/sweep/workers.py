@@ -3,9 +3,12 @@ parallel (``_spawned_worker`` is their target, imported by module path), and the
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 from bench.studies import make_storage
 from bench.sweep.config import SweepConfig
@@ -13,10 +16,16 @@ from bench.sweep.grid import _claim_and_run
 from bench.sweep.objective import Objective, _make_sampler
 from bench.sweep.progress import SweepProgress, _report_trial, _state_counts
 
+# How long a worker has, after Ctrl-C, to tell Optuna its trial failed and end its MLflow runs itself.
+STOP_GRACE_SECONDS = 60.0
+
 
 def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int = 0,
-                threads: int | None = None, bar: SweepProgress | None = None) -> None:
-    """Run trials until the study has enough (grid: no point left to claim; tpe: complete+running >= target)."""
+                threads: int | None = None, bar: SweepProgress | None = None,
+                interrupted: Callable[[], bool] = lambda: False) -> None:
+    """Run trials until the study has enough (grid: no point left to claim; tpe: complete+running >= target), or
+    until ``interrupted()``: a Ctrl-C whose KeyboardInterrupt the trial's clean-up turned into another error (a
+    store busy with every other worker's clean-up), which Optuna then caught as a mere failed trial."""
     import optuna
 
     from bench.pipeline import set_threads
@@ -29,6 +38,8 @@ def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker:
         objective.on_point = bar.running
     callbacks = [lambda s, trial: _report_trial(cfg, s, trial, worker, bar)]
     while True:
+        if interrupted():
+            raise KeyboardInterrupt("interrupted during a trial's clean-up")
         optuna.storages.fail_stale_trials(study)
         if cfg.mode == "grid":
             if not _claim_and_run(cfg, study, storage, objective, callbacks):
@@ -40,12 +51,33 @@ def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker:
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
 
 
+class _FirstInterruptOnly:
+    """A spawned worker's SIGINT handler: the first signal raises KeyboardInterrupt (Optuna tells the trial FAIL,
+    ``Tracker.run`` ends its MLflow run KILLED); later ones are ignored, so that this clean-up is not itself cut
+    short. A terminal's Ctrl-C reaches every worker of the process group, and the main process forwards it too
+    (``_stop_workers``), so a worker may well receive two."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _spawned_worker(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker: int) -> None:
     from bench.plugins import load_plugins
 
-    load_plugins(cfg.template.plugins)  # a spawned process starts with the built-in registries only
-    # Two 2-thread training processes on 2 cores run 5-6x slower each: one thread per worker.
-    worker_loop(cfg, tracking_uri, parent_run_id, worker, threads=1)
+    handler = _FirstInterruptOnly()
+    signal.signal(signal.SIGINT, handler)
+    try:
+        load_plugins(cfg.template.plugins)  # a spawned process starts with the built-in registries only
+        # Two 2-thread training processes on 2 cores run 5-6x slower each: one thread per worker.
+        worker_loop(cfg, tracking_uri, parent_run_id, worker, threads=1, interrupted=lambda: handler.interrupted)
+    except KeyboardInterrupt:
+        # Its trial is FAIL and its runs KILLED by now; the main process prints the one line the user reads.
+        raise SystemExit(130) from None
 
 
 def _run_workers(cfg: SweepConfig, tracking_uri: str, parent: str, study: Any, bar: SweepProgress | None) -> None:
@@ -63,11 +95,62 @@ def _run_workers(cfg: SweepConfig, tracking_uri: str, parent: str, study: Any, b
                 if bar is not None:
                     bar.update(study)
     except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.join()
+        _stop_workers(procs, cfg, study, tracking_uri)
         raise
+
+
+def _stop_workers(procs: list[Any], cfg: SweepConfig, study: Any, tracking_uri: str,
+                  grace: float = STOP_GRACE_SECONDS) -> None:
+    """After Ctrl-C in the main process: interrupt every worker and let it end its trial and runs itself; one that
+    has not ended within ``grace`` seconds is terminated, then killed. What they left RUNNING is then ended here
+    (``end_interrupted``)."""
+    from bench.sweep.objective import worker_id
+
+    host = worker_id().rsplit(":", 1)[0]
+    for p in procs:
+        if p.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGINT)  # a second one is ignored (``_FirstInterruptOnly``)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    end_interrupted(cfg, study, tracking_uri, {f"{host}:{p.pid}" for p in procs})
+
+
+def end_interrupted(cfg: SweepConfig, study: Any, tracking_uri: str, workers: set[str]) -> None:
+    """End what interrupted ``workers`` (``host:pid``, the trials' ``worker`` attribute) left RUNNING, once they
+    have stopped: their trials FAIL, and every MLflow run of those trials KILLED, those listed on the trial and
+    those a Ctrl-C caught between MLflow creating the run and the trial recording its id (found by their
+    ``study`` and ``trial`` tags). Trials of other workers and machines are never touched."""
+    import optuna
+
+    from bench.studies import CloseKilledRuns
+    from bench.tracking import Tracker
+
+    running, failed = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
+    ours = [t for t in study.get_trials(deepcopy=False, states=(running, failed)) if t.user_attrs.get("worker") in workers]
+    for trial in ours:
+        if trial.state == running:
+            study.tell(trial.number, state=failed)
+        CloseKilledRuns(tracking_uri)(study, trial)
+    if not ours:
+        return
+    tracker = Tracker(tracking_uri)
+    experiment = tracker.client.get_experiment_by_name(f"{cfg.template.dataset}/{cfg.template.model}")
+    if experiment is None:
+        return
+    numbers = {str(t.number) for t in ours}
+    for run in tracker.client.search_runs([experiment.experiment_id], f"tags.study = '{cfg.study_name()}' and "
+                                                                      "attributes.status = 'RUNNING'"):
+        if run.data.tags.get("trial") in numbers:
+            tracker.finish(run.info.run_id, "KILLED")
 
 
 def _wait_for_running(cfg: SweepConfig, study: Any, timeout: float) -> None:
