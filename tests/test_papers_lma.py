@@ -18,7 +18,7 @@ ACTIVATION = {"ReLU student + KD": ("relu", 0.7), "LMA-8 student + KD": ("lma", 
 
 
 def _config(ratio: float, seed: int, **params) -> ExperimentConfig:
-    return tiny_config("synthetic", "lenet300", "lma", ratio, seed, {"epochs": 1, **params})
+    return tiny_config("synthetic", "lenet300", "lma", ratio, seed, {"epochs": 1, **params}, epochs=2)
 
 
 @pytest.fixture(scope="module")

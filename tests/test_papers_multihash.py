@@ -17,7 +17,7 @@ RATIOS, SEEDS = (2.0, 8.0), (0, 1)
 
 
 def _config(method: str, ratio: float, seed: int, **params) -> ExperimentConfig:
-    return tiny_config("synthetic", "lenet300", method, ratio, seed, params)
+    return tiny_config("synthetic", "lenet300", method, ratio, seed, params, epochs=2)
 
 
 @pytest.fixture(scope="module")
