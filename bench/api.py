@@ -182,12 +182,13 @@ def experiment(method: str, model: ModelLike, data: DataLike, ratio: float,
                params: dict[str, Any] | None = None, scale: str | None = None,
                model_options: dict[str, Any] | None = None, dataset_options: dict[str, Any] | None = None,
                plugins: Sequence[str] = (), tracking: Any = None, arms: tuple[str, ...] = ("method",),
-               progress: bool = False) -> Any:
+               progress: bool = False, allow_large: bool = False) -> Any:
     """Compress ``model`` on ``data`` with ``method`` at ``ratio`` under ``protocol``, fine-tune, measure and
     track it; returns the ``bench.pipeline.RunResult`` (``metrics``, ``run_id``, ``config``, ``controls``).
 
     Without ``lr`` every learning-rate candidate of the protocol is run (each its own MLflow run) and the
     one with the best validation accuracy is returned. ``arms`` adds controls (``scratch``, ``shuffled``).
+    Everything is checked first (``bench.preflight``); ``allow_large`` goes past its resource bounds.
     """
     protocol_obj = get_protocol(protocol, scale) if isinstance(protocol, str) else protocol
     lrs = (lr,) if lr is not None else protocol_obj.lr_candidates
@@ -198,7 +199,7 @@ def experiment(method: str, model: ModelLike, data: DataLike, ratio: float,
                for candidate in lrs]
     from bench.preflight import check_before_work
 
-    check_before_work(configs)  # the data, the model, its reach and the stores, before any work
+    check_before_work(configs, allow_large=allow_large)  # the data, model, reach and stores, before any work
     return best_on_validation(run_configs(configs, tracking, progress, arms))[0]
 
 
@@ -232,12 +233,13 @@ def sweep_config(method: str, model: ModelLike, data: DataLike, protocol: str | 
 
 
 def sweep(method: str, model: ModelLike, data: DataLike, protocol: str | Protocol = DEFAULT_PROTOCOL,
-          **options: Any) -> Any:
+          allow_large: bool = False, **options: Any) -> Any:
     """Run (or resume) the Optuna study of ``sweep_config(method, model, data, protocol, **options)``;
-    returns its ``bench.sweep.SweepSummary`` (study name, MLflow parent run id, trial counts, Pareto front)."""
+    returns its ``bench.sweep.SweepSummary`` (study name, MLflow parent run id, trial counts, Pareto front).
+    Everything is checked first (``bench.preflight``); ``allow_large`` goes past its resource bounds."""
     from bench.preflight import check_before_work
     from bench.sweep import run_sweep
 
     cfg = sweep_config(method, model, data, protocol, **options)
-    check_before_work([cfg.template], cfg)  # the data, the model, its reach and the stores, before any work
+    check_before_work([cfg.template], cfg, allow_large=allow_large)  # before any work
     return run_sweep(cfg)

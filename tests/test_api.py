@@ -103,3 +103,20 @@ def test_the_controls_run_on_a_residual_network(tmp_path):
         assert control.arm == arm
         assert control.metrics["params_effective"] == result.metrics["params_effective"]
         assert control.metrics["params_total"] == result.metrics["params_total"]
+
+
+def test_the_api_goes_past_the_resource_bounds_only_when_asked(tmp_path, monkeypatch):
+    from bench.preflight import PreflightError
+
+    monkeypatch.setenv("COMPRESSION_BENCH_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    artifacts = str(blocked / "artifacts")  # unwritable for anyone, root included: the next check refuses
+    with pytest.raises(PreflightError, match="--seeds 20 .*allow_large=True"):
+        api.sweep("magnitude", "mlp", "digits", "quick", ratios=(2,), seeds=20, artifact_dir=artifacts)
+    with pytest.raises(PreflightError) as past:
+        api.sweep("magnitude", "mlp", "digits", "quick", allow_large=True, ratios=(2,), seeds=20,
+                  artifact_dir=artifacts)
+    assert "seeds" not in str(past.value) and str(blocked) in str(past.value)
+    assert not (tmp_path / "results").exists()

@@ -177,3 +177,12 @@ def test_compare_refuses_an_unknown_method_with_one_line(capsys):
     assert main(["compare", "--methods", "magnitude,prune-it-all", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown prune-it-all" in err[0]
+
+
+def test_compare_hands_allow_large_to_every_study(capsys):
+    from bench.cli import main
+
+    assert main(["compare", "--dataset", "digits", "--model", "mlp", "--seeds", "20", "--allow-large",
+                 "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines and all("--seeds 20" in line and "--allow-large" in line for line in lines)

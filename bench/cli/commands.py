@@ -70,7 +70,9 @@ def _bench(sweep) -> int:
               f"(trial {p['trial']})")
     if not sweep.quiet:  # ``compare`` runs its studies quietly and prints the answer once, at its end
         _print_answer(f"{sweep.template.dataset}/{sweep.template.model}", sweep.template.protocol)
-    return 0 if summary.complete else 1
+    # 1 when no point completed, or some point is left without a result after its retries (a FAIL that
+    # stayed FAIL, e.g. its artifacts could not be stored): a sweep that exits 0 has every point it asked for.
+    return 0 if summary.complete and not summary.unfinished else 1
 
 
 def _print_answer(experiment: str, protocol, verdict: Path | None = None) -> None:
@@ -182,7 +184,8 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
         + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
         + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else []) \
-        + ([] if args.log_models else ["--no-log-models"]) + [a for p in args.plugin for a in ("--plugin", p)]
+        + ([] if args.log_models else ["--no-log-models"]) + [a for p in args.plugin for a in ("--plugin", p)] \
+        + (["--allow-large"] if getattr(args, "allow_large", False) else [])
     argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)
     for argv in argvs:  # every study validated before the first one trains
         sweep_from_args(build_parser().parse_args(argv))
