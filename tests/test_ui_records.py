@@ -136,6 +136,21 @@ def test_the_ratio_constraint_marks_unreachable_points_infeasible(swept):
         assert value <= 0 and value == pytest.approx(trial.user_attrs["ratio_error_max"] - RATIO_TOLERANCE)
 
 
+def test_grid_parameters_are_log_scale_numbers_and_the_values_are_named(swept):
+    """optuna-dashboard orders and spaces numeric parameters as numbers (categories came out 8, 64, 4, ...), and
+    shows a trial's values bare, so a user attribute names them."""
+    from optuna.distributions import FloatDistribution
+
+    trials = swept["study"].get_trials()
+    for trial in trials:
+        for name in ("ratio", "lr"):
+            assert isinstance(trial.distributions[name], FloatDistribution) and trial.distributions[name].log
+    assert swept["study"].metric_names == ["val_acc_top1", "compression_ratio"]
+    for trial in (t for t in trials if t.state.name == "COMPLETE"):
+        assert trial.user_attrs["objectives"] == (f"val_acc_top1 (mean over seeds) {trial.values[0]:.4f}, "
+                                                  f"compression_ratio (achieved) {trial.values[1]:.2f}x")
+
+
 def test_options_switch_models_and_system_metrics_off(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPRESSION_BENCH_RESULTS", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -68,7 +68,10 @@ class SweepConfig:
                     "model_options": t.model_options, "baseline": content_of(t.baseline),
                     "finetune": {k: v for k, v in content_of(t.finetune).items() if k != "lr"},
                     "protocol": t.protocol.content(), "seeds": self.seeds, "lrs": self.lrs,
-                    "space": self.ratios if self.mode == "grid" else self.ratio_range}
+                    "space": self.ratios if self.mode == "grid" else self.ratio_range,
+                    # grid parameters became log-scale floats (were categories): Optuna refuses to mix the two
+                    # kinds in one study, so the grid studies made before that get a new name
+                    **({"params": "log-float"} if self.mode == "grid" else {})}
         return f"{t.method}/{t.dataset}/{t.model}/{t.protocol.label}/{self.mode}-{content_hash(settings)[:8]}"
 
 
