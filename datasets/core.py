@@ -60,13 +60,17 @@ class TensorBatches:
         return steps_per_epoch(len(self.y), self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        if self.shuffle:
-            order = torch.randperm(len(self.y), generator=self.generator)
-            x, y = self.x[order], self.y[order]  # one gather per epoch, then contiguous slices
-        else:
-            x, y = self.x, self.y
-        for i in range(0, len(y), self.batch_size):
-            yield x[i:i + self.batch_size], y[i:i + self.batch_size]
+        n, size = len(self.y), self.batch_size
+        if not self.shuffle:
+            for i in range(0, n, size):
+                yield self.x[i:i + size], self.y[i:i + size]
+            return
+        order = torch.randperm(n, generator=self.generator)
+        # Each batch gathered when it is drawn (the same values as slicing a gathered epoch): a fit cut to a
+        # fraction of an epoch (an iterative method's round) no longer copies the whole split first.
+        for i in range(0, n, size):
+            index = order[i:i + size]
+            yield self.x[index], self.y[index]
 
 
 class TransformedBatches:
