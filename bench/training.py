@@ -236,9 +236,11 @@ def _delayed_progress_bar():
     return DelayedProgressBar()
 
 
-def make_trainer(max_epochs: int, progress: bool = False, accelerator: str = "auto", callbacks: list | None = None):
+def make_trainer(max_epochs: int, progress: bool = False, accelerator: str = "auto", callbacks: list | None = None,
+                 validate: bool = True):
     """The one Trainer factory: GPU when present (accelerator="auto"), quiet, no checkpoint files; with
-    ``progress``, Lightning's bars for fits longer than a few seconds."""
+    ``progress``, Lightning's bars for fits longer than a few seconds; ``validate=False`` skips the
+    validation loop (``limit_val_batches=0``)."""
     import lightning.pytorch as pl
 
     _quiet_lightning()
@@ -246,7 +248,16 @@ def make_trainer(max_epochs: int, progress: bool = False, accelerator: str = "au
         max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=False,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
         num_sanity_val_steps=0, callbacks=[*(callbacks or []), *([_delayed_progress_bar()] if progress else [])],
+        **({} if validate else {"limit_val_batches": 0}),
     )
+
+
+def validation_chooses(epochs: int, recipe: TrainRecipe, callbacks: list | None = None) -> bool:
+    """Whether a fit's per-epoch validation can change anything: it picks the best epoch, stops early or
+    steps a plateau schedule only when there is an epoch after which training goes on, or a caller's
+    callback may read it. A one-epoch fit (an iterative method's round) ends on its only validated weights,
+    so validating it is a pass over the split that changes nothing."""
+    return epochs > 1 or recipe.patience is not None or bool(callbacks)
 
 
 def _fit_interruptibly(trainer, module, train, val) -> None:
@@ -280,7 +291,8 @@ def _early_stopping(patience: int):
 def fit(model: nn.Module, recipe: TrainRecipe, data: Data, seed: int, teacher: nn.Module | None = None,
         kd_weight: float = 0.0, temperature: float = 1.0, progress: bool = False, accelerator: str = "auto",
         max_steps: int | None = None, report: dict | None = None, callbacks: list | None = None) -> nn.Module:
-    """Train ``model`` in place on the training split; returns it on the CPU with the best-val weights.
+    """Train ``model`` in place on the training split; returns it on the CPU with the best-val weights (a
+    one-epoch fit keeps its only epoch without a validation pass, see ``validation_chooses``).
 
     ``max_steps`` cuts training at that many optimiser steps (the last epoch ends early; the epoch
     count becomes what those steps need), so budgets counted in steps can be split between rounds.
@@ -298,16 +310,17 @@ def fit(model: nn.Module, recipe: TrainRecipe, data: Data, seed: int, teacher: n
     torch.manual_seed(seed)
     model.train()
     module = _lightning_module_class()(model, recipe, teacher, kd_weight, temperature, total_steps=steps)
+    validate = validation_chooses(epochs, recipe, callbacks)
     extra = [*(callbacks or []), *([_early_stopping(recipe.patience)] if recipe.patience is not None else [])]
-    best = [_best_validation_callback()] if recipe.select_on_val else []
-    trainer = make_trainer(epochs, progress, accelerator, [*extra, *best])
+    best = [_best_validation_callback()] if recipe.select_on_val and validate else []
+    trainer = make_trainer(epochs, progress, accelerator, [*extra, *best], validate=validate)
     # The recipe's batch size in the run's seeded order, with the dataset's seeded training-only transform
     # (CIFAR crop + flip), if any.
     train = data.train_batches(recipe.batch_size, seed)
     if steps < recipe.epochs * len(train):
         train = StepLimit(train, steps)
     train = StepGroups(train, module.log_every)
-    val = data.eval_batches("val")
+    val = data.eval_batches("val")  # never iterated where ``validate`` is False (``limit_val_batches=0``)
     _fit_interruptibly(trainer, module, train, val)
     if report is not None:
         report.update(steps=module.steps_taken, epochs=trainer.current_epoch)
