@@ -32,10 +32,17 @@ def test_quick_run_writes_the_report_csv_and_figure(tmp_path):
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == benchmark.CSV_COLUMNS
-    assert {r["section"] for r in rows} == {"overhead", "compress", "scaling", "deployed", "csr", "trial"}
+    assert {r["section"] for r in rows} == {"overhead", "compress", "scaling", "deployed", "csr", "trial", "rounds"}
     # Section 4's per-trial overhead before and after the work done once, side by side (never judged here).
     assert {r["quantity"] for r in rows if r["section"] == "trial"} == {"before_seconds", "after_seconds", "before/after"}
     assert "### Per-trial overhead" in report
+    # Section 4's SAP with 30 rounds vs 3 at the same optimiser steps (issue 24): the row exists, is well-formed, and
+    # both arms trained the steps it names (the section refuses to time arms whose step counts differ).
+    rounds = {r["quantity"]: r for r in rows if r["section"] == "rounds"}
+    assert set(rounds) == {"rounds30_seconds", "rounds3_seconds", "rounds30/rounds3", "seconds_per_extra_round"}
+    assert all(float(r["median"]) > 0 for q, r in rounds.items() if q != "seconds_per_extra_round")
+    assert {r["unit"] for r in rounds.values()} == {"s", "x"} and "steps per arm" in rounds["rounds30/rounds3"]["condition"]
+    assert "### An iterative method's rounds" in report
     assert {r["subject"] for r in rows if r["section"] == "compress"} == {"magnitude", "coreset"}
     for r in rows:
         assert float(r["min"]) <= float(r["median"]) <= float(r["max"]) and int(r["repeats"]) >= 1

@@ -20,6 +20,7 @@ from bench.benchmark.memory import memory
 from bench.benchmark.plot import plot
 from bench.benchmark.processes import time_commands
 from bench.benchmark.report import conditions, csv_name, report
+from bench.benchmark.round_cost import round_cost
 from bench.benchmark.rows import Row, write_csv
 from bench.benchmark.settings import REPO, Settings
 from bench.benchmark.timing import progress, threads
@@ -75,6 +76,9 @@ def run(settings: Settings, out_dir: Path, sweeps: Sequence[tuple[str, str]] = (
     if settings.trial_repeats and 4 in settings.sections:
         progress("4/6 per-trial overhead")
         trial_overhead(settings, rows, notes)
+    if settings.rounds_repeats and 4 in settings.sections:
+        progress("4/6 an iterative method's rounds")
+        round_cost(settings, rows, notes)
     if settings.memory and 5 in settings.sections:
         progress("5/6 memory")
         memory(settings, rows, notes)
@@ -105,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-trial-overhead", action="store_true", help="skip section 4's per-trial overhead")
     p.add_argument("--no-tracking", action="store_true", help="skip section 6")
     p.add_argument("--trial-only", action="store_true", help="run section 4's per-trial overhead alone (a few minutes)")
+    p.add_argument("--no-rounds", action="store_true", help="skip section 4's SAP 30-vs-3-rounds row")
+    p.add_argument("--rounds-only", action="store_true",
+                   help="run section 4's SAP 30-vs-3-rounds row alone (about 5 minutes)")
     p.add_argument("--tracking-only", action="store_true", help="run section 6 alone (about 5 minutes)")
     p.add_argument("--sweep", action="append", default=[], metavar="LABEL=COMMAND",
                    help="time a whole command for section 4 (repeatable)")
@@ -125,8 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes["trial_repeats"] = 0
     if args.no_tracking:
         changes["tracking_repeats"] = 0
+    if args.no_rounds:
+        changes["rounds_repeats"] = 0
     if args.trial_only:
-        changes["sections"] = (4,)
+        changes.update(sections=(4,), rounds_repeats=0)
+    if args.rounds_only:
+        changes.update(sections=(4,), trial_repeats=0)
     if args.tracking_only:
         changes["sections"] = (6,)
     settings = dataclasses.replace(settings, **changes)

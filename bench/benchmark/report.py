@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from bench.benchmark.deployed import deploy_subjects
+from bench.benchmark.round_cost import rounds_section
 from bench.benchmark.rows import Row, cell, find, median_of
 from bench.benchmark.settings import (COMPRESS_TARGET_MS, OVERHEAD_TARGET, STRUCTURED_TARGETS, TRACKING_TARGET,
                                       Settings)
@@ -156,7 +157,7 @@ def report(rows: list[Row], settings: Settings, cond: dict[str, str], names: lis
     else:
         out += ["Whole commands: not measured in this run (the hook is `bench.benchmark.time_commands`; pass "
                 "`--sweep LABEL=COMMAND`)."]
-    out += [""] + trial_section(rows, notes)
+    out += [""] + trial_section(rows, notes) + rounds_section(rows, notes)
 
     mem = find(rows, "memory")
     out += ["## 5. Memory", ""]
