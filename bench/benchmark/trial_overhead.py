@@ -44,7 +44,7 @@ def trial_config(settings: Settings):
 
     options = {"train_limit": settings.train_limit} if settings.train_limit else None
     return ExperimentConfig.create(dataset=settings.dataset, dataset_options=options, model="lenet300",
-                                   method="magnitude", ratio=4.0, baseline=TrainRecipe(epochs=1, lr=1e-3),
+                                   method="magnitude", ratio=4.0, baseline=TrainRecipe(epochs=1, lr=1e-2),
                                    finetune=TrainRecipe(epochs=1, lr=1e-3), accelerator="cpu")
 
 
