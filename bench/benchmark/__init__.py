@@ -14,10 +14,10 @@ Sections (issue 10's numbering):
 5. memory: peak RSS of a ``python -m bench run`` and of a lean MLflow server;
 6. tracking cost: a sweep with MLflow logged models and system metrics vs without (target <= 1.10x).
 
-The package, one file a job: ``settings`` (what to measure, the targets), ``timing`` (alternating arms),
-``harness`` (1), ``compress_cost`` (2), ``deployed`` (3), ``processes`` (4, and the child-process probe),
-``trial_overhead`` (4, a sweep's per-trial overhead), ``round_cost`` (4, the rounds' fixed cost), ``memory`` (5), ``tracking_cost`` (6), ``rows`` (the CSV),
-``report``, ``plot`` and ``cli`` (``run`` and ``main``).
+The package, one file a job: ``settings`` (what to measure, the targets), ``timing`` (alternating arms), ``harness``
+(1), ``compress_cost`` (2), ``deployed`` (3), ``processes`` (4, and the child-process probe), ``trial_overhead`` (4,
+a sweep's per-trial overhead), ``round_cost`` (4, the rounds' fixed cost), ``memory`` (5), ``tracking_cost`` (6),
+``rows`` (the CSV), ``report``, ``plot`` and ``cli`` (``run`` and ``main``).
 
 Writes ``report.md``, ``speedup.png`` and ``benchmark_<torch>_t<threads>_<cpu>.csv`` (long format, one
 row per measured quantity) under ``--out`` (default ``results/benchmark``).
