@@ -23,6 +23,8 @@ TRIALS    ?=
 WORKERS   ?= 1
 STORAGE   ?=
 LOG_MODELS ?= 1
+# 1: go past the preflight's bounds (more than 10 seeds, more workers than CPU cores)
+ALLOW_LARGE ?=
 PAPER     ?= coreset
 SCALE     ?= cpu
 UI_PORT   ?= 5000
@@ -36,7 +38,7 @@ help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: METHOD=$(METHOD) DATASET=$(DATASET) MODEL=$(MODEL) PROTOCOL=$(PROTOCOL) (fair|quick) WORKERS=$(WORKERS) PARAMS='k=v ...'"
 	@echo "  overrides of the protocol (unset: the protocol's): RATIOS=2,4,... SEEDS=n EPOCHS=n FINETUNE_EPOCHS=n FINETUNE_LR=a,b"
-	@echo "  LOG_MODELS=0: no MLflow logged models (a smaller store for huge sweeps)"
+	@echo "  LOG_MODELS=0: no MLflow logged models (a smaller store for huge sweeps); ALLOW_LARGE=1: past the seed/worker bounds"
 	@echo "  PLUGINS='module ...': import plugin modules first (their methods, models, datasets); MODEL_OPTIONS='k=v ...'"
 
 setup: $(VENV)/.installed  ## create .venv with the pinned dependencies (CPU torch 2.13.0)
