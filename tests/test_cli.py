@@ -186,3 +186,13 @@ def test_compare_hands_allow_large_to_every_study(capsys):
                  "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines and all("--seeds 20" in line and "--allow-large" in line for line in lines)
+
+
+def test_reproduce_help_lists_every_paper_it_accepts(capsys):
+    from bench.cli import main
+    from bench.papers import list_papers
+
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(paper in text for paper in list_papers()) and "one of coreset, magnitude" in text

@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--dry-run", action="store_true", help="print the commands only")
     _allow_large_arg(compare)
     reproduce = sub.add_parser("reproduce", help="run the experiments behind a seed paper's figure")
-    reproduce.add_argument("paper")
+    papers = [n.removeprefix("paper-") for n in protocol_names() if n.startswith("paper-")]
+    reproduce.add_argument("paper", help=f"the seed paper: one of {', '.join(papers)} (its protocol is paper-<name>)")
     reproduce.add_argument("--scale", default="cpu", choices=SCALES,
                            help="cpu (default: the paper's recipe shrunk to run offline on 2 cores) or paper")
     reproduce.add_argument("--dry-run", action="store_true", help="print the commands only")
