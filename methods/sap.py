@@ -3,7 +3,8 @@
 Each round, the PQ index of every pruning unit's surviving weights bounds how many of them are worth keeping
 (SAP Theorem 2), and the unit loses that many smallest-|w| weights. The PQ index, the count rule and the
 round loop (rounds, trimming to the exact budget, the forced magnitude trim when the rule stalls, the logged
-per-round trajectory) live in ``methods/lq.py``, shared with the seed ℓq rule SAP grew out of.
+per-round trajectory) are SAP's engine, ``methods/common/adaptive_rounds.py``, shared with the seed ℓq rule
+SAP grew out of (``methods/lq.py``); the count rule (``sap_prune_counts``) is here.
 """
 from __future__ import annotations
 
@@ -13,7 +14,18 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from methods import register
-from methods.lq import AdaptiveRounds, pq_index_rows, sap_prune_counts
+from methods.common.adaptive_rounds import ROUNDING_SLACK, AdaptiveRounds, pq_index_rows, retained_bound
+
+
+def sap_prune_counts(d: torch.Tensor, index: torch.Tensor, p: float, q: float, eta_r: float, gamma: float,
+                     beta: float) -> torch.Tensor:
+    """SAP Algorithm 1 step 3: r_u = ⌈bound⌉, c_u = ⌊d_u·clamp(γ(1 − r_u/d_u), 0, β)⌋; 0 where d_u = 0."""
+    d = torch.as_tensor(d).long()
+    r = torch.ceil(retained_bound(d, index, p, q, eta_r) * (1 - ROUNDING_SLACK))
+    d_safe = d.clamp(min=1).double()
+    fraction = (gamma * (1 - r / d_safe)).clamp(0.0, beta)
+    counts = torch.floor(d.double() * fraction * (1 + ROUNDING_SLACK) + ROUNDING_SLACK).long()
+    return torch.where(d > 0, counts, torch.zeros_like(counts))
 
 
 @register("sap")

@@ -1,4 +1,5 @@
-"""The ℓq / PQ-index methods (methods/lq.py; spec docs/methods/lq.md): the PQ index, the
+"""The ℓq / PQ-index methods (methods/lq.py, methods/sap.py and their engine methods/common/adaptive_rounds.py;
+spec docs/methods/lq.md): the PQ index, the
 retained-count bound, the SAP and seed-rule counts, scopes, budget trimming, stalls and rewinding."""
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from bench.metrics import accuracy, params_effective, params_total, pq_index
 from conftest import make_context, tiny_model
 from methods.common.base import Context
 from methods.common.pruning import current_mask, keep_count, prunable_tensors
-from methods.lq import (check_pq, lq_prune_counts, pq_index_rows, prune_rows, retained_bound, sap_prune_counts,
-                        scale_counts)
+from methods.common.adaptive_rounds import check_pq, pq_index_rows, prune_rows, retained_bound, scale_counts
+from methods.lq import lq_prune_counts
+from methods.sap import sap_prune_counts
 
 PQ_PAIRS = [(0.5, 1.0), (1.0, 2.0), (0.3, 0.7), (1.5, 3.0)]
 
