@@ -156,7 +156,7 @@ def check_storage(url: str | None) -> None:
     a journal file or SQLite database whose folder exists and can be written (the file itself too, where it
     exists), or a database server that accepts a connection (the tables are made later, by ``make_storage``).
     Raises StorageError with the fix."""
-    from bench.preflight.environment import file_problem
+    from bench.writable import file_problem
 
     if url is None:
         problem = file_problem(results_dir() / "optuna.db")
@@ -196,7 +196,7 @@ def check_storage(url: str | None) -> None:
 def _check_storage_file(path: Path, what: str, missing: str, example: str) -> None:
     """A journal or SQLite file whose folder exists (Optuna's journal and SQLite, unlike MLflow, do not make it)
     and that can be written; nothing is written."""
-    from bench.preflight.environment import file_problem
+    from bench.writable import file_problem
 
     if not path.parent.exists():
         raise StorageError(f"{missing}; create it (mkdir -p {path.parent}) or give --storage {example}")

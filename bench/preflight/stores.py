@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.preflight.environment import PreflightError, check_results_dir, check_tracking, file_problem, folder_problem
+from bench.preflight.environment import PreflightError, check_results_dir, check_tracking
+from bench.writable import file_problem, folder_problem
 
 # Schemes of SQL databases MLflow keeps its runs in (besides SQLite), as ``scheme`` or ``scheme+driver``.
 SQL_SCHEMES = ("postgresql", "mysql", "mssql")
