@@ -5,8 +5,9 @@ produced a model, so a target the method cannot reach (a bad input) leaves nothi
 any other failure is recorded as a FAILED run with its error.
 
 The rooms it draws on, one job each: ``bench.data_cache`` (the dataset loaded once per process),
-``bench.method_context`` (the method, its step budget, the training charged to it, the ``Context``) and
-``bench.records`` (what is tracked: the baseline's and the control's runs, one run per arm, failures, tags).
+``bench.method_context`` (the method, its step budget, the training charged to it, the ``Context``),
+``bench.arm_runner`` (each arm's life: a control's model and budget, its training inside its open run, the
+dense + fine-tune control) and ``bench.records`` (what is tracked: runs, tags, measurements; it never trains).
 Their public names are importable from here as well.
 """
 from __future__ import annotations
@@ -17,20 +18,17 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-import datasets
-from bench.controls import get_control
-from bench.baseline import Baseline, ensure_baseline
-from bench.budget import Ledger
+from bench.arm_runner import control_arm, ensure_control, run_arm
+from bench.baseline import ensure_baseline
 from bench.config import ExperimentConfig
 from bench.data_cache import forget_loaded_data, load_data
 from bench.export import clone
-from bench.method_context import (build_method, charged_fit, equal_total, method_context, method_ledger,
+from bench.method_context import (build_method, charged_fit, method_context, method_ledger,
                                   rewind_if_asked, train_rest)
 from bench.metrics import params_effective, params_total
 from bench.plugins import load_plugins
-from bench.records import (Arm, RunResult, csv_text, dataset_record, ensure_baseline_run, ensure_control,
-                           experiment_name, find_tracked, group_tag, measure, record_failure, record_unreachable,
-                           run_tags, track_arm)
+from bench.records import (Arm, RunResult, csv_text, dataset_record, ensure_baseline_run, experiment_name,
+                           find_tracked, group_tag, measure, record_failure, record_unreachable, run_tags)
 from bench.tracking import Tracker
 from bench.validity import InvalidResultError
 from methods import CompressionError
@@ -100,35 +98,14 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
         return train_rest(model, config.finetune, ledger, config, data, progress, finetune=True)
 
     arm = Arm("method", compressed, final_finetune, ledger, steps, {"compress_seconds": compress_seconds})
-    result = track_arm(config, method, arm, baseline, data, control, tracker, parent_run_id, extra_tags, on_run_start,
-                       work_once)
+    result = run_arm(config, method, arm, baseline, data, control, tracker, parent_run_id, extra_tags, on_run_start,
+                     work_once)
     for name in arms[1:]:
         derived = control_arm(name, config, untuned, baseline, data, progress)
-        result.controls.append(track_arm(config, method, derived, baseline, data, control, tracker,
-                                         parent_run_id, {**(extra_tags or {}), "derived_from": result.run_id},
-                                         on_run_start, work_once))
+        result.controls.append(run_arm(config, method, derived, baseline, data, control, tracker,
+                                       parent_run_id, {**(extra_tags or {}), "derived_from": result.run_id},
+                                       on_run_start, work_once))
     return result
-
-
-def control_arm(name: str, config: ExperimentConfig, untuned: nn.Module, baseline: Baseline,
-                data: datasets.Data, progress: bool) -> Arm:
-    """A registered control (``bench.controls``) derived from the method's compressed model, with a budget equal
-    to a one-shot arm's (``trains="finetune"``) or to a from-scratch arm's (``trains="scratch"``)."""
-    control = get_control(name)
-    n_train = data.sizes()["train"]
-    model = control.derive(untuned, baseline.model, config.seed)
-    if control.trains == "finetune":
-        recipe = config.finetune
-        ledger = Ledger(n_train, equal_total(config, recipe, n_train), from_init_epochs=config.baseline.epochs,
-                        what=f"{name} control at {config.ratio:g}x")
-    else:
-        recipe = config.scratch_recipe()
-        ledger = Ledger(n_train, equal_total(config, recipe, n_train), what=f"{name} control at {config.ratio:g}x")
-
-    def train(m: nn.Module) -> nn.Module:
-        return train_rest(m, recipe, ledger, config, data, progress, finetune=control.trains == "finetune")
-
-    return Arm(name, model, train, ledger)
 
 
 def set_threads(n: int | None) -> None:

@@ -1,16 +1,20 @@
 """What one experiment leaves in MLflow: the runs' names and tags, the metrics every run measures, the
 baseline's run and the dense + fine-tune control's run (each logged once per store), one run per arm with its
 report and per-layer table, a FAILED run for a method that crashed, a run for a point out of reach, and the
-finished runs of a configuration found again (``find_tracked``)."""
+finished runs of a configuration found again (``find_tracked``).
+
+This module only opens runs, measures and logs; it never trains. An arm's run is a context the arm runner
+(``bench.arm_runner``) trains inside, so the run's system metrics cover the training and a crash ends it FAILED;
+the runner then hands the trained model back here to be measured and logged."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from torch import nn
 
@@ -19,10 +23,9 @@ import methods
 from bench.baseline import Baseline
 from bench.budget import Ledger
 from bench.config import ExperimentConfig
-from bench.export import Forms, clone, forms_of
+from bench.export import Forms, forms_of
 from bench.metrics import latency_metrics, per_layer, size_metrics, split_accuracy
 from bench.tracking import DatasetRecord, Tracker, failure_tags
-from bench.training import fit
 from methods import CompressionError
 
 
@@ -99,28 +102,36 @@ def ensure_baseline_run(tracker: Tracker, config: ExperimentConfig, baseline: Ba
     return run_id
 
 
-def ensure_control(tracker: Tracker, config: ExperimentConfig, baseline: Baseline,
-                   data: datasets.Data, progress: bool = False) -> dict[str, float]:
-    """The dense + fine-tune control (ratio 1): the shared fine-tune budget applied to the dense model."""
-    key = config.control_key()
-    found = tracker.find_run(experiment_name(config), "control_key", key)
-    if found is not None:
-        return dict(found.data.metrics)
+def tracked_control(tracker: Tracker, config: ExperimentConfig) -> dict[str, float] | None:
+    """The metrics of the dense + fine-tune control already tracked for this configuration, or None."""
+    found = tracker.find_run(experiment_name(config), "control_key", config.control_key())
+    return None if found is None else dict(found.data.metrics)
+
+
+@contextlib.contextmanager
+def control_run(tracker: Tracker, config: ExperimentConfig, baseline: Baseline,
+                data: datasets.Data) -> Iterator[str]:
+    """The dense + fine-tune control's MLflow run (ratio 1), open while the caller trains it: its tags, params
+    and dataset are logged first; a failure or Ctrl-C inside ends it FAILED or KILLED."""
     tags = _tags(config, "control", "dense+finetune", {
-        "control_key": key, "baseline_key": baseline.key, **config.protocol.tags(), "lr": f"{config.lr:g}",
-        "arm": "method", "variant": "dense+finetune", "group": group_tag(config, "dense+finetune", 1)})
+        "control_key": config.control_key(), "baseline_key": baseline.key, **config.protocol.tags(),
+        "lr": f"{config.lr:g}", "arm": "method", "variant": "dense+finetune",
+        "group": group_tag(config, "dense+finetune", 1)})
     with tracker.run(experiment_name(config), f"dense+finetune-{config.model}-s{config.seed}", tags) as run_id:
         params = {k: v for k, v in config.params().items() if not k.startswith(("method", "requested"))}
         tracker.log_params(run_id, params)
         tracker.log_dataset(run_id, dataset_record(config, data))
-        model = clone(baseline.model)
-        start = time.perf_counter()
-        fit(model, config.finetune, data, config.seed, progress=progress, accelerator=config.accelerator)
-        metrics = measure(baseline.forms, Forms(model), data, config)
-        metrics.update(finetune_seconds=time.perf_counter() - start, baseline_acc_top1=baseline.test_acc,
-                       acc_drop=baseline.test_acc - metrics["acc_top1"], lr=config.lr,
-                       train_epochs_total=config.baseline.epochs + config.finetune.epochs)
-        tracker.log_metrics(run_id, metrics)
+        yield run_id
+
+
+def log_control(tracker: Tracker, run_id: str, config: ExperimentConfig, baseline: Baseline, data: datasets.Data,
+                model: nn.Module, train_seconds: float) -> dict[str, float]:
+    """Measure the trained dense + fine-tune control and log its metrics on its run; returns them."""
+    metrics = measure(baseline.forms, Forms(model), data, config)
+    metrics.update(finetune_seconds=train_seconds, baseline_acc_top1=baseline.test_acc,
+                   acc_drop=baseline.test_acc - metrics["acc_top1"], lr=config.lr,
+                   train_epochs_total=config.baseline.epochs + config.finetune.epochs)
+    tracker.log_metrics(run_id, metrics)
     return metrics
 
 
@@ -139,10 +150,21 @@ def run_tags(config: ExperimentConfig, arm: str = "method") -> dict[str, Any]:
             "group": group_tag(config, f"{config.variant()}{arm_text}", config.ratio)}
 
 
-def track_arm(config: ExperimentConfig, method: methods.Method, arm: Arm, baseline: Baseline,
-              data: datasets.Data, control: dict[str, float], tracker: Tracker, parent_run_id: str | None,
-              extra_tags: dict[str, Any] | None, on_run_start: Callable[[str], None] | None,
-              work_once: bool = True) -> RunResult:
+@dataclass(frozen=True)
+class OpenArmRun:
+    """An arm's MLflow run while its arm trains: the run, its name and the dataset record its metrics link to."""
+
+    run_id: str
+    run_name: str
+    dataset: DatasetRecord
+
+
+@contextlib.contextmanager
+def arm_run(config: ExperimentConfig, method: methods.Method, arm: Arm, baseline: Baseline, data: datasets.Data,
+            tracker: Tracker, parent_run_id: str | None, extra_tags: dict[str, Any] | None,
+            on_run_start: Callable[[str], None] | None) -> Iterator[OpenArmRun]:
+    """One arm's MLflow run, open while the caller trains the arm: its tags, params, dataset and the method's
+    step metrics are logged first; a failure or Ctrl-C inside ends it FAILED or KILLED."""
     tags = _tags(config, "compressed", config.method,
                  {"baseline_key": baseline.key, **run_tags(config, arm.name), **(extra_tags or {})})
     suffix = "" if arm.name == "method" else f"-{arm.name}"
@@ -155,42 +177,51 @@ def track_arm(config: ExperimentConfig, method: methods.Method, arm: Arm, baseli
         tracker.log_dataset(run_id, record)
         for metrics, step in arm.steps:
             tracker.log_metrics(run_id, metrics, step)
-        model = arm.model
-        model.eval()
-        before = {"acc_top1_before_finetune": split_accuracy(model, data, "test")[1],
-                  "val_acc_top1_before_finetune": split_accuracy(model, data, "val")[1]}
-        start = time.perf_counter()
-        model = arm.train(model)
-        finetune_seconds = time.perf_counter() - start
-        # One bake of the trained model serves every metric and the per-layer table (``work_once``).
-        measured = Forms(model) if work_once else model
-        metrics = measure(baseline.forms if work_once else baseline.model, measured, data, config)
-        metrics.update(before)
-        ledger = arm.ledger
-        in_method = ledger.finetune_calls * config.finetune.epochs if not config.protocol.equal_budget else None
-        metrics.update(
-            requested_ratio=config.ratio, ratio_error=metrics["compression_ratio"] / config.ratio - 1,
-            finetune_seconds=finetune_seconds,
-            train_epochs_total=ledger.train_epochs_total, train_steps_charged=ledger.spent,
-            finetune_epochs_total=ledger.finetune_epochs,
-            finetune_epochs_in_method=in_method if in_method is not None else float("nan"),
-            lr=config.lr,
-            baseline_acc_top1=baseline.test_acc, control_acc_top1=control["acc_top1"],
-            acc_drop=baseline.test_acc - metrics["acc_top1"],
-            acc_drop_vs_control=control["acc_top1"] - metrics["acc_top1"],
-            **arm.extra,
-        )
-        model_id = tracker.log_model(run_id, experiment_name(config), model, run_name,
-                                     {"method": config.method, "arm": arm.name, "requested_ratio": f"{config.ratio:g}",
-                                      "seed": config.seed, "protocol": config.protocol.label})
-        tracker.log_metrics(run_id, metrics, model_id=model_id, dataset=record)
-        layers = per_layer(measured, data.input_shape)
-        artifacts = {"report.json": json.dumps({"config": dataclasses.asdict(config), "method": _method_params(method),
-                                                "arm": arm.name, "metrics": metrics, "per_layer": layers,
-                                                "model_id": model_id}, indent=2, default=str),
-                     "per_layer.csv": csv_text(layers)}
-        for name, text in artifacts.items():
-            tracker.log_text(run_id, text, name)
+        yield OpenArmRun(run_id, run_name, record)
+
+
+def accuracy_before_training(model: nn.Module, data: datasets.Data) -> dict[str, float]:
+    """Test and validation accuracy of an arm's model as it comes, before its final training."""
+    model.eval()
+    return {"acc_top1_before_finetune": split_accuracy(model, data, "test")[1],
+            "val_acc_top1_before_finetune": split_accuracy(model, data, "val")[1]}
+
+
+def log_trained_arm(run: OpenArmRun, config: ExperimentConfig, method: methods.Method, arm: Arm, model: nn.Module,
+                    before: dict[str, float], finetune_seconds: float, baseline: Baseline, data: datasets.Data,
+                    control: dict[str, float], tracker: Tracker, work_once: bool = True) -> RunResult:
+    """Measure an arm's trained model and log everything on its open run: the metrics (with its budget from its
+    ledger), the logged model, the report and the per-layer table."""
+    # One bake of the trained model serves every metric and the per-layer table (``work_once``).
+    measured = Forms(model) if work_once else model
+    metrics = measure(baseline.forms if work_once else baseline.model, measured, data, config)
+    metrics.update(before)
+    ledger = arm.ledger
+    in_method = ledger.finetune_calls * config.finetune.epochs if not config.protocol.equal_budget else None
+    metrics.update(
+        requested_ratio=config.ratio, ratio_error=metrics["compression_ratio"] / config.ratio - 1,
+        finetune_seconds=finetune_seconds,
+        train_epochs_total=ledger.train_epochs_total, train_steps_charged=ledger.spent,
+        finetune_epochs_total=ledger.finetune_epochs,
+        finetune_epochs_in_method=in_method if in_method is not None else float("nan"),
+        lr=config.lr,
+        baseline_acc_top1=baseline.test_acc, control_acc_top1=control["acc_top1"],
+        acc_drop=baseline.test_acc - metrics["acc_top1"],
+        acc_drop_vs_control=control["acc_top1"] - metrics["acc_top1"],
+        **arm.extra,
+    )
+    run_id = run.run_id
+    model_id = tracker.log_model(run_id, experiment_name(config), model, run.run_name,
+                                 {"method": config.method, "arm": arm.name, "requested_ratio": f"{config.ratio:g}",
+                                  "seed": config.seed, "protocol": config.protocol.label})
+    tracker.log_metrics(run_id, metrics, model_id=model_id, dataset=run.dataset)
+    layers = per_layer(measured, data.input_shape)
+    artifacts = {"report.json": json.dumps({"config": dataclasses.asdict(config), "method": _method_params(method),
+                                            "arm": arm.name, "metrics": metrics, "per_layer": layers,
+                                            "model_id": model_id}, indent=2, default=str),
+                 "per_layer.csv": csv_text(layers)}
+    for name, text in artifacts.items():
+        tracker.log_text(run_id, text, name)
     return RunResult(run_id, metrics, config, arm.steps, arm=arm.name, artifacts=artifacts, model_id=model_id)
 
 
