@@ -1,7 +1,10 @@
 """End to end: the comparison view that ``python -m bench links`` (and the end of ``make bench``) prints opens,
 in a real MLflow UI in headless Chromium driven by Playwright, on the runs of one protocol grouped by operating
 point, and its chart holds one point per group — every ratio of every method and control, not the first 10
-(MLflow's default hides all but the first 10 runs or groups from charts).
+(MLflow's default hides all but the first 10 runs or groups from charts). Beside it: every compressed run
+reaches its logged model by its ``logged_model`` tag (more than 50 models: past the UI's own Models column),
+the README's searches separate the methods from their control arms, and optuna-dashboard receives ``ratio``
+and ``lr`` as log-scale numbers, so its plots order the operating points.
 
 Skipped, saying so, where Debian's chromium or Playwright (the ``e2e`` extra) is missing; ``make test-e2e``
 installs both.
@@ -29,16 +32,17 @@ def test_the_printed_comparison_link_charts_every_group(tmp_path):
 
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "COMPRESSION_BENCH_RESULTS": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     for method in METHODS:  # 3 methods x 7 ratios x 2 seeds, each with its shuffled control, under `fair`
         done = subprocess.run([sys.executable, "-m", "bench", "bench", "--method", method, "--dataset", "digits",
                                "--model", "mlp", "--model-option", f"widths={WIDTHS}", "--ratios", RATIOS, "--seeds", "2", "--epochs", "1",
-                               "--finetune-epochs", "1", "--finetune-lr", "1e-2", "--no-log-models", "--quiet",
+                               "--finetune-epochs", "1", "--finetune-lr", "1e-2", "--storage", storage, "--quiet",
                                "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr
     port = _free_port()
-    server = _start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    servers = [_start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                      "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--default-artifact-root",
-                     str(tmp_path / "artifacts")], env, tmp_path / "mlflow.log")
+                     str(tmp_path / "artifacts")], env, tmp_path / "mlflow.log")]
     try:
         tracking = f"http://127.0.0.1:{port}"
         _wait_http(f"{tracking}/health")
@@ -61,12 +65,28 @@ def test_the_printed_comparison_link_charts_every_group(tmp_path):
         assert arms == {"method", "shuffled"} and len(ratios) == 7
         assert len(groups) > 10  # more than the UI's default of 10 charted groups, or this test proves nothing
 
+        # Every compressed run reaches its logged model through its tag, past the UI's page of 50 models.
+        compressed = [r for r in shown if r.data.tags.get("kind") == "compressed"]
+        assert len(client.search_logged_models([experiment.experiment_id], max_results=1000)) > 50
+        for run in compressed:
+            model = client.get_logged_model(run.data.tags["logged_model"].removeprefix("models:/"))
+            assert model.source_run_id == run.info.run_id
+        # The README's searches: the methods alone, the control arms alone.
+        exp = [experiment.experiment_id]
+        methods_only = client.search_runs(exp, "tags.kind = 'compressed' and tags.arm = 'method'", max_results=10_000)
+        controls_only = client.search_runs(exp, "tags.arm != 'method'", max_results=10_000)
+        assert {r.data.tags["arm"] for r in methods_only} == {"method"}
+        assert {r.data.tags["arm"] for r in controls_only} == {"shuffled"}
+        assert len(methods_only) + len(controls_only) == len(compressed)
+
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM,
                                         args=[f for f in FLAGS if not f.startswith(("--headless", "--virtual"))])
             page = browser.new_page(viewport={"width": 1500, "height": 950})
             page.goto(link)
             page.wait_for_timeout(5000)
+            # The comparison's columns are on the first screen (header cells of the runs table).
+            page_columns = {c.strip() for c in page.locator("[role=columnheader]").all_inner_texts()}
             # The first screen is the comparison: grouped, filtered to the protocol, no search typed.
             assert page.get_by_text("Group by: group").count() >= 1
             assert protocol_hash in page.get_by_test_id("search-box").input_value()
@@ -78,5 +98,25 @@ def test_the_printed_comparison_link_charts_every_group(tmp_path):
             page.screenshot(path=str(tmp_path / "comparison-chart.png"))
             browser.close()
         assert points == len(groups), f"{points} points charted for {len(groups)} groups"
+        # the answer's columns on the first screen (the rest, lr to logged_model, a scroll to the right)
+        assert page_columns >= {"method", "arm", "requested_ratio", "compression_ratio", "acc_top1", "val_acc_top1"}
+
+        # optuna-dashboard gets the grid's ratio and lr as log-scale numbers, which its plots sort as numbers.
+        dashboard_port = _free_port()
+        servers.append(_start([str(BIN / "optuna-dashboard"), "--host", "127.0.0.1", "--port", str(dashboard_port),
+                               storage], env, tmp_path / "dashboard.log"))
+        _wait_http(f"http://127.0.0.1:{dashboard_port}/")
+        import json
+        import urllib.request
+
+        import optuna
+
+        for summary in optuna.get_all_study_summaries(storage):
+            url = f"http://127.0.0.1:{dashboard_port}/api/studies/{summary._study_id}"
+            detail = json.loads(urllib.request.urlopen(url, timeout=30).read())
+            params = {p["name"]: p["distribution"] for t in detail["trials"] for p in t["params"]}
+            assert params["ratio"]["type"] == params["lr"]["type"] == "FloatDistribution"
+            assert params["ratio"]["log"] and params["lr"]["log"]
     finally:
-        _stop(server)
+        for proc in servers:
+            _stop(proc)
