@@ -57,16 +57,22 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
-    result = run_cli(*args, results=tmp_path / "results")
+def one_line_refusal(result: subprocess.CompletedProcess, pattern: str) -> str:
+    """Exit status 2, exactly one stderr line ``error: ...`` matching ``pattern``, no traceback; the line."""
+    import re
+
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
-    import re
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
 
-    assert re.search(message, lines[0]), lines[0]
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path):
+    result = run_cli(*args, results=tmp_path / "results")
+    one_line_refusal(result, message)
     assert not (tmp_path / "results" / "mlflow.db").exists()
 
 

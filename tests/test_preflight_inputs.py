@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_cli import run_cli
+from test_cli import one_line_refusal, run_cli
 
 SMALL = ["--protocol", "quick", "--epochs", "1", "--finetune-epochs", "1", "--lr", "1e-3", "--no-log-models",
          "--no-system-metrics", "--threads", "1"]
@@ -22,13 +22,9 @@ STORES = ("mlflow.db", "baselines", "optuna.db")  # what nothing refused may lea
 
 def refused(result, results: Path, pattern: str) -> str:
     """Exit status 2, exactly one stderr line ``error: ...`` matching ``pattern``, no traceback, no store."""
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
+    line = one_line_refusal(result, pattern)
     assert not [name for name in STORES if (results / name).exists()]
-    return lines[0]
+    return line
 
 
 def _results_at(root: Path, monkeypatch) -> Path:

@@ -4,13 +4,12 @@ baseline). Stores made unwritable by a regular file in their path (``<tmp>/afile
 The variants of each check that need no process of their own are tested in-process below."""
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from test_cli import run_cli
+from test_cli import one_line_refusal, run_cli
 
 SMALL = ["bench", "--dataset", "digits", "--model", "mlp", "--protocol", "quick", "--epochs", "1",
          "--finetune-epochs", "1", "--ratios", "2", "--quiet"]
@@ -45,11 +44,7 @@ CASES = [  # (extra arguments, extra environment, the line's pattern)
 
 
 def _assert_refused(result, pattern: str, results: Path) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
+    one_line_refusal(result, pattern)
     assert not results.exists(), sorted(results.rglob("*"))  # no store, no baseline, not even the folder
 
 
