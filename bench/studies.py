@@ -127,6 +127,13 @@ def _journal_path(url: str) -> Path:
     return Path(url[len("journal:"):]).expanduser()
 
 
+def _require_url(url: str) -> None:
+    """A storage that is not a journal file must be a URL (``scheme://...``)."""
+    if "://" not in url:
+        raise StorageError(f"storage {url!r} is not a URL; use e.g. sqlite:///results/optuna.db, "
+                           "postgresql://user:pass@host/db, or journal:/path/to/file.log")
+
+
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Several local workers share one file: wait for the write lock instead of failing at once.
@@ -169,9 +176,7 @@ def check_storage(url: str | None) -> None:
         _check_storage_file(path, f"journal storage {path}", f"journal storage directory {path.parent} does not exist",
                             "journal:/path/in/a/writable/folder.log")
         return
-    if "://" not in url:
-        raise StorageError(f"storage {url!r} is not a URL; use e.g. sqlite:///results/optuna.db, "
-                           "postgresql://user:pass@host/db, or journal:/path/to/file.log")
+    _require_url(url)
     import sqlalchemy
     from sqlalchemy.engine import make_url
 
@@ -218,9 +223,7 @@ def make_storage(url: str | None, tracking_uri: str) -> Any:
         storage = JournalStorage(JournalFileBackend(str(path)))
         _JOURNAL_FILES[storage] = path.resolve()  # where study_lock keeps its lock files
         return storage
-    if "://" not in url:
-        raise StorageError(f"storage {url!r} is not a URL; use e.g. sqlite:///results/optuna.db, "
-                           "postgresql://user:pass@host/db, or journal:/path/to/file.log")
+    _require_url(url)
     url = _with_postgres_driver(url)
     with _explained(url):
         return _rdb_storage(url, _engine_kwargs(url), tracking_uri)

@@ -40,6 +40,11 @@ def check_tracking(uri: str) -> None:
     try:
         MlflowClient(uri).search_experiments(max_results=1)
     except Exception as e:  # requests/MLflow raise several types for a dead server
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise PreflightError(f"cannot reach the MLflow tracking server at {uri} ({reason}); start it "
+        raise PreflightError(f"cannot reach the MLflow tracking server at {uri} ({error_line(e)}); start it "
                              f"(`make ui`) or unset MLFLOW_TRACKING_URI to use the local SQLite store") from None
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of an error (of the database error SQLAlchemy wraps, where it wraps one), for a refusal."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

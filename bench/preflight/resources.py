@@ -77,7 +77,7 @@ class WorkEstimate:
 def estimate(sweep: Any) -> WorkEstimate:
     """The work of the study ``sweep`` (a ``bench.sweep.SweepConfig``), from its protocol and plan."""
     import methods
-    from bench.arms import applicable_arms
+    from bench.controls import applicable_arms
 
     template, protocol = sweep.template, sweep.template.protocol
     method = methods.build(template.method, dict(template.method_params))

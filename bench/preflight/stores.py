@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.preflight.environment import PreflightError, check_results_dir, check_tracking
+from bench.preflight.environment import PreflightError, check_results_dir, check_tracking, error_line
 from bench.writable import file_problem, folder_problem
 
 # Schemes of SQL databases MLflow keeps its runs in (besides SQLite), as ``scheme`` or ``scheme+driver``.
@@ -66,7 +66,7 @@ def check_tracking_store(uri: str) -> None:
             MlflowClient(uri)
         except Exception as e:
             raise PreflightError(f"MLFLOW_TRACKING_URI={uri} is not a tracking store MLflow can use "
-                                 f"({_first_line(e)}); use http://host:port, sqlite:///path/mlflow.db, "
+                                 f"({error_line(e)}); use http://host:port, sqlite:///path/mlflow.db, "
                                  "postgresql://..., or unset it for results/mlflow.db") from None
 
 
@@ -123,13 +123,9 @@ def _check_sql_tracking(uri: str) -> None:
             pass
         engine.dispose()
     except ImportError as e:  # the driver the URI names (a bare postgresql:// means psycopg 3 to SQLAlchemy)
-        raise PreflightError(f"MLflow store {shown} needs a database driver that is not installed ({_first_line(e)}); "
+        raise PreflightError(f"MLflow store {shown} needs a database driver that is not installed ({error_line(e)}); "
                              "install it, or name the installed one in the URI (postgresql+psycopg2://...)") from None
     except Exception as e:
-        raise PreflightError(f"cannot reach the MLflow database {shown} ({_first_line(e)}); start it or fix "
+        raise PreflightError(f"cannot reach the MLflow database {shown} ({error_line(e)}); start it or fix "
                              "MLFLOW_TRACKING_URI, or unset it for results/mlflow.db") from None
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from bench.config import _frozen
 from bench.sweep.config import SweepConfig
@@ -62,7 +61,7 @@ class Objective:
         import optuna
 
         import methods
-        from bench.arms import applicable_arms
+        from bench.controls import applicable_arms
         from bench.pipeline import find_tracked, record_unreachable, run_experiment
 
         if self.on_claimed is not None:

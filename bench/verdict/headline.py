@@ -36,11 +36,13 @@ def headline(chosen: "pandas.DataFrame") -> "pandas.DataFrame":
         for other in order[1:]:
             common = arms[leader].index.intersection(arms[other].index)
             diff = paired_interval((arms[leader][common] - arms[other][common]).tolist())
-            (outside if diff.verdict == "better" else ties).append((other, diff))
+            if diff.verdict == "better":
+                outside.append((other, diff))
+            else:
+                ties.append(other)
         nxt = outside[0] if outside else None
         rows.append({"experiment": exp, "requested_ratio": ratio, "leader": leader,
-                     "leader_mean": float(arms[leader].mean()), "n": len(arms[leader]),
-                     "tie_set": [t if isinstance(t, str) else t[0] for t in ties],
+                     "leader_mean": float(arms[leader].mean()), "n": len(arms[leader]), "tie_set": ties,
                      "next": nxt[0] if nxt else "", "next_mean": float(arms[nxt[0]].mean()) if nxt else float("nan"),
                      "margin_mean": nxt[1].mean if nxt else float("nan"),
                      "margin_low": nxt[1].low if nxt else float("nan"),
