@@ -25,6 +25,12 @@ def _frozen(d: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in (d or {}).items()))
 
 
+def settings_label(settings: Any) -> str:
+    """Method settings (pairs or a dict) in one value, ``defaults`` for none: a tag, a column of the verdict."""
+    items = settings.items() if isinstance(settings, dict) else settings
+    return ", ".join(f"{k}={v}" for k, v in items) or "defaults"
+
+
 def content_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -51,6 +57,11 @@ class ExperimentConfig:
     # Plugin modules that register the model, dataset or method (``bench.plugins``); every process that
     # runs this configuration loads them first. Part of the identity only when set.
     plugins: tuple[str, ...] = later(())
+    # The method settings a comparison tunes (one of the method's ``tuning_candidates``) and that candidate's
+    # place in its list (0: the defaults). Kept apart from ``method_params`` (what the user pinned, which names
+    # the variant), so a tuned setting never splits a method into several figure lines.
+    settings: tuple[tuple[str, Any], ...] = later(())
+    settings_rank: int = later(0)
 
     @classmethod
     def create(cls, method_params: dict | None = None, dataset_options: dict | None = None,
@@ -96,6 +107,14 @@ class ExperimentConfig:
         pinned = ", ".join(f"{k}={v}" for k, v in self.method_params)
         return f"{self.method} ({pinned})" if pinned else self.method
 
+    def method_kwargs(self) -> dict[str, Any]:
+        """What the method is built with: the tuned settings, then what the user pinned on top."""
+        return {**dict(self.settings), **dict(self.method_params)}
+
+    def settings_label(self) -> str:
+        """The tuned settings in one value (``defaults`` for none)."""
+        return settings_label(self.settings)
+
     def baseline_key(self) -> str:
         """Names the dense baseline: everything that determines its weights, nothing else."""
         return content_hash({"dataset": self.dataset, "dataset_options": self.dataset_options, "model": self.model,
@@ -122,5 +141,6 @@ class ExperimentConfig:
         out.update(self.baseline.as_params("baseline"))
         out.update(self.finetune.as_params("finetune"))
         out.update(self.protocol.params())
+        out["settings"] = self.settings_label()
         out["config_key"] = self.key()
         return out

@@ -88,6 +88,9 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
         "study": tag("study"), "start_time": df["start_time"],
         "protocol": tag("protocol").fillna("legacy"), "protocol_hash": tag("protocol_hash").fillna("legacy"),
         "arm": tag("arm").fillna("method"), "lr": pd.to_numeric(tag("lr"), errors="coerce"),
+        "settings": tag("settings").fillna("defaults"),
+        "settings_rank": pd.to_numeric(tag("settings_rank"), errors="coerce").fillna(0).astype(int),
+        "tuning": tag("tuning").fillna("every-seed"),
         "error": tag("error"), "baseline_key": tag("baseline_key"),
     })
     for col in [c for c in df.columns if c.startswith("metrics.")]:

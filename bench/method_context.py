@@ -22,7 +22,7 @@ from methods.common.pruning import rewind_to
 
 def build_method(config: ExperimentConfig) -> methods.Method:
     """The configured method; raises the registry's or the parameter schema's clear error."""
-    return methods.build(config.method, dict(config.method_params))
+    return methods.build(config.method, config.method_kwargs())
 
 
 def equal_total(config: ExperimentConfig, recipe: TrainRecipe, n_train: int) -> int | None:

@@ -43,7 +43,8 @@ __all__ = ["RATIO_TOLERANCE", "RunResult", "build_method", "charged_fit", "contr
 def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, parent_run_id: str | None = None,
                    extra_tags: dict[str, Any] | None = None, progress: bool = False,
                    on_run_start: Callable[[str], None] | None = None,
-                   arms: tuple[str, ...] = ("method",), work_once: bool = True) -> RunResult:
+                   arms: tuple[str, ...] = ("method",), work_once: bool = True,
+                   method_run: RunResult | None = None) -> RunResult:
     """Compress, fine-tune, measure and track one configuration; ``on_run_start`` gets each MLflow run id
     as soon as the run exists (a sweep stores them on its trial, so a killed trial's runs can be closed).
 
@@ -53,6 +54,10 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
     ``work_once=False`` is for the benchmark alone (``bench.benchmark.trial_overhead``): the run does its work as
     every run did before issue 18, reloading and re-checking the data and baking the model once per metric, so
     that what sharing saves is measured side by side. The metrics are the same either way.
+
+    ``method_run``: the method arm of this configuration, already tracked (a comparison tuned on seed 0 adds the
+    controls of the chosen settings afterwards): the method compresses again (deterministic given the seed),
+    only the control arms in ``arms`` are trained and logged, and they are appended to ``method_run.controls``.
     """
     load_plugins(config.plugins, entry_points=False)  # no-op where this process has loaded them already
     method = build_method(config)
@@ -87,7 +92,7 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
 
     ensure_baseline_run(tracker, config, baseline, data)
     control = ensure_control(tracker, config, baseline, data, progress)
-    untuned = clone(compressed) if len(arms) > 1 else None
+    untuned = clone(compressed) if len(arms) > 1 or method_run is not None else None
     post_training = method.family != "train-time"
 
     def final_finetune(model: nn.Module) -> nn.Module:
@@ -97,13 +102,17 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker | None = None, par
             rewind_if_asked(model, config, baseline)
         return train_rest(model, config.finetune, ledger, config, data, progress, finetune=True)
 
-    arm = Arm("method", compressed, final_finetune, ledger, steps, {"compress_seconds": compress_seconds})
-    result = run_arm(config, method, arm, baseline, data, control, tracker, parent_run_id, extra_tags, on_run_start,
-                     work_once)
-    for name in arms[1:]:
+    if method_run is None:
+        arm = Arm("method", compressed, final_finetune, ledger, steps, {"compress_seconds": compress_seconds})
+        result = run_arm(config, method, arm, baseline, data, control, tracker, parent_run_id, extra_tags,
+                         on_run_start, work_once)
+    else:
+        result = method_run
+    for name in (a for a in arms if a != "method"):
         derived = control_arm(name, config, untuned, baseline, data, progress)
         result.controls.append(run_arm(config, method, derived, baseline, data, control, tracker,
-                                       parent_run_id, {**(extra_tags or {}), "derived_from": result.run_id},
+                                       parent_run_id, {**(extra_tags or {}),
+                                                       **({"derived_from": result.run_id} if result.run_id else {})},
                                        on_run_start, work_once))
     return result
 

@@ -115,7 +115,7 @@ def control_run(tracker: Tracker, config: ExperimentConfig, baseline: Baseline,
     and dataset are logged first; a failure or Ctrl-C inside ends it FAILED or KILLED."""
     tags = _tags(config, "control", "dense+finetune", {
         "control_key": config.control_key(), "baseline_key": baseline.key, **config.protocol.tags(),
-        "lr": f"{config.lr:g}", "arm": "method", "variant": "dense+finetune",
+        "lr": f"{config.lr:g}", "arm": "method", "variant": "dense+finetune", "tuning": config.protocol.tuning,
         "group": group_tag(config, "dense+finetune", 1)})
     with tracker.run(experiment_name(config), f"dense+finetune-{config.model}-s{config.seed}", tags) as run_id:
         params = {k: v for k, v in config.params().items() if not k.startswith(("method", "requested"))}
@@ -137,8 +137,9 @@ def log_control(tracker: Tracker, run_id: str, config: ExperimentConfig, baselin
 
 def group_tag(config: ExperimentConfig, variant: str, ratio: float) -> str:
     """Everything but the seed in one value, so the MLflow runs table's "Group by" on it shows the mean over
-    seeds of each (variant, arm, requested ratio, lr candidate, protocol)."""
-    return f"{variant} | {ratio:g}x | lr {config.lr:g} | {config.protocol.label}"
+    seeds of each (variant, arm, requested ratio, lr candidate, tuned settings, protocol)."""
+    settings = f" | {config.settings_label()}" if config.settings else ""
+    return f"{variant} | {ratio:g}x | lr {config.lr:g}{settings} | {config.protocol.label}"
 
 
 def run_tags(config: ExperimentConfig, arm: str = "method") -> dict[str, Any]:
@@ -146,7 +147,8 @@ def run_tags(config: ExperimentConfig, arm: str = "method") -> dict[str, Any]:
     ``group`` (``group_tag``)."""
     arm_text = "" if arm == "method" else f" [{arm}]"
     return {**config.protocol.tags(), "arm": arm, "variant": config.variant(), "lr": f"{config.lr:g}",
-            "requested_ratio": f"{config.ratio:g}", "config_key": config.key(),
+            "settings": config.settings_label(), "settings_rank": str(config.settings_rank),
+            "tuning": config.protocol.tuning, "requested_ratio": f"{config.ratio:g}", "config_key": config.key(),
             "group": group_tag(config, f"{config.variant()}{arm_text}", config.ratio)}
 
 
@@ -247,25 +249,27 @@ def find_tracked(tracker: Tracker, config: ExperimentConfig, arms: tuple[str, ..
     """The FINISHED runs of exactly this configuration (found by ``ExperimentConfig.key()``), one per arm, as a
     RunResult; None when any arm is missing. Sweeps use it so that a point already measured (by a study with
     fewer seeds, or another study of the same protocol) is not trained again."""
+    by_arm = tracked_arms(tracker, config)
+    if any(arm not in by_arm for arm in arms):
+        return None
+    main = by_arm["method"]
+    main.controls = [by_arm[arm] for arm in arms[1:]]
+    return main
+
+
+def tracked_arms(tracker: Tracker, config: ExperimentConfig) -> dict[str, RunResult]:
+    """Every arm of this configuration already tracked as FINISHED, the newest run per arm."""
     exp = tracker.client.get_experiment_by_name(experiment_name(config))
     if exp is None:
-        return None
+        return {}
     found = tracker.client.search_runs(
         [exp.experiment_id], f"tags.config_key = '{config.key()}' and tags.kind = 'compressed' "
                              f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
-    by_arm: dict[str, Any] = {}
+    by_arm: dict[str, RunResult] = {}
     for run in found:
-        by_arm.setdefault(run.data.tags.get("arm", "method"), run)
-    if any(arm not in by_arm for arm in arms):
-        return None
-
-    def result(arm: str) -> RunResult:
-        run = by_arm[arm]
-        return RunResult(run.info.run_id, dict(run.data.metrics), config, arm=arm)
-
-    main = result("method")
-    main.controls = [result(arm) for arm in arms[1:]]
-    return main
+        arm = run.data.tags.get("arm", "method")
+        by_arm.setdefault(arm, RunResult(run.info.run_id, dict(run.data.metrics), config, arm=arm))
+    return by_arm
 
 
 def record_unreachable(tracker: Tracker, config: ExperimentConfig, error: CompressionError,

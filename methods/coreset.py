@@ -271,6 +271,8 @@ class Coreset(Method):
 
     structured: ClassVar[bool] = True
     smoke_params: ClassVar[dict[str, Any]] = {"finetune_each_layer": False}
+    # The whole fine-tune budget after the last layer instead of shared out after every pruned layer (§4).
+    tuning_candidates: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"finetune_each_layer": False})
 
     sampling: Literal["coreset", "uniform", "topk"] = "coreset"
     draws: Literal["until-k", "fixed"] = "until-k"

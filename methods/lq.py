@@ -61,6 +61,8 @@ class LqAdaptive(AdaptiveRounds):
     cap: float = 0.9
 
     smoke_params: ClassVar[dict[str, Any]] = {"rounds": 2}
+    # Fewer rounds, for the same reason as SAP's: the rounds share the protocol's short fine-tune budget.
+    tuning_candidates: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"rounds": 3})
 
     def __post_init__(self) -> None:
         self._check_rounds()

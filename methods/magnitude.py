@@ -29,6 +29,8 @@ class Magnitude(Method):
     """
 
     comparison_variants = ({}, {"random": "true"})  # random pruning: the control every masked method should beat
+    # Global ranking or the same fraction of every tensor (the per-layer budget, the setting that matters most).
+    tuning_candidates = ({}, {"scope": "layer"})
 
     scope: Literal["global", "layer"] = "global"
     schedule: Literal["one-shot", "iterative"] = "one-shot"

@@ -363,6 +363,8 @@ class MultiHash(Method):
     family = "train-time"
     structured = True
     smoke_params = {"epochs": 1}
+    # The pool that generates the weights: the paper's product M = X·Y, or the Kronecker sum (another rank).
+    tuning_candidates = ({}, {"pool": "kronecker"})
 
     @property
     def result(self) -> str:

@@ -225,6 +225,10 @@ class RateDistortion(Method):
     (step = point index, increasing non-zeros), iterative logs each round (step = round).
     """
 
+    # Without per-tensor normalisation SuRP ranks all weights together, like global magnitude (with it, it is
+    # layer-adaptive): which budget per layer wins is what a short fine-tune cannot repair.
+    tuning_candidates = ({}, {"normalize": False})
+
     alpha: float = 10.0
     normalize: bool = True
     schedule: Literal["one-shot", "iterative"] = "one-shot"

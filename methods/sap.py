@@ -51,6 +51,9 @@ class SAP(AdaptiveRounds):
     scope: Literal["neuron", "layer", "global"] = "global"
 
     smoke_params: ClassVar[dict[str, Any]] = {"rounds": 2}
+    # Fewer rounds: 30 rounds sharing a 5-epoch budget leave each a sixth of an epoch (80.4 % at 32x on
+    # Fashion-MNIST against 85.8 % with 3); the paper trains every round for 200 epochs.
+    tuning_candidates: ClassVar[tuple[dict[str, Any], ...]] = ({}, {"rounds": 3})
 
     def __post_init__(self) -> None:
         self._check_rounds()

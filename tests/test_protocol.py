@@ -217,7 +217,8 @@ def test_arms_follow_the_method_structure():
 # ---------------------------------------------------------------- sweeps, tags and lookup
 
 def test_a_fair_sweep_tags_every_run_and_tunes_every_arm_on_validation(results):
-    protocol = dataclasses.replace(TINY, lr_candidates=(1e-3, 1e-2), ratios=(4.0,))
+    # every-seed tuning, the lr alone (tests/test_tuned_protocol.py covers fair's own seed-0 tuning of settings)
+    protocol = dataclasses.replace(TINY, lr_candidates=(1e-3, 1e-2), ratios=(4.0,), tuning="every-seed", settings=1)
     template = _config("coreset", protocol=protocol, method_params={"finetune_each_layer": False})
     cfg = SweepConfig(template=template, ratios=protocol.ratios, seeds=1, quiet=True)
     run_sweep(cfg)
@@ -256,11 +257,14 @@ def test_unreachable_points_are_recorded_once_and_not_retried(results):
     run_sweep(cfg)
     run_sweep(cfg)  # resumed: the unreachable point is not tried again
     study = optuna.load_study(study_name=cfg.study_name(), storage=f"sqlite:///{results / 'optuna.db'}")
-    assert Counter(t.state.name for t in study.trials) == {"COMPLETE": 1, "PRUNED": 1}
+    # fair tunes magnitude's two settings (global, layer) on seed 0: at 4x two tune trials and the confirm one;
+    # at 1000x each settings candidate is out of reach once, and there is nothing to confirm
+    assert Counter(t.state.name for t in study.trials) == {"COMPLETE": 3, "PRUNED": 2}
     runs = tidy_runs(Tracker())
     unreachable = runs[runs["kind"] == "unreachable"]
-    assert len(unreachable) == 1 and "out of reach" in unreachable["error"].iloc[0]
-    assert unreachable["requested_ratio"].iloc[0] == 1000.0
+    assert len(unreachable) == 2 and unreachable["error"].str.contains("out of reach").all()
+    assert set(unreachable["requested_ratio"]) == {1000.0}
+    assert set(unreachable["settings"]) == {"defaults", "scope=layer"}
 
 
 def test_named_data_recipes_reach_the_runs_through_the_protocol():

@@ -16,6 +16,24 @@ DEFAULT_RATIOS = QUICK_RATIOS
 
 
 @dataclass(frozen=True)
+class GridPoint:
+    """One unit of a grid study. ``stage`` ``all``: the configuration (lr, settings) on every seed with every
+    arm (``every-seed`` tuning); ``tune``: the method alone on seed 0; ``confirm``: the ratio's configuration
+    chosen on seed 0, run on the other seeds, with each control's lr chosen on seed 0 (``seed0`` tuning). A
+    confirm point's lr and settings are only known once its ratio is tuned (``bench.sweep.grid``)."""
+
+    ratio: float
+    lr: float = 0.0
+    settings: int = 0
+    stage: str = "all"
+
+    @property
+    def key(self) -> tuple:
+        """What makes two trials the same point (a confirm point is one per ratio, whatever it chose)."""
+        return (self.ratio, self.stage) if self.stage == "confirm" else (self.ratio, self.lr, self.settings, self.stage)
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     template: ExperimentConfig  # method, dataset, model, fixed method params, budgets; ratio and seed vary
     mode: Literal["grid", "tpe"] = "grid"
@@ -53,9 +71,35 @@ class SweepConfig:
         return self.template.protocol.lr_candidates
 
     @property
-    def points(self) -> list[tuple[float, float]]:
-        """Grid mode's (ratio, lr) pairs."""
-        return [(r, lr) for r in self.ratios for lr in self.lrs]
+    def settings_candidates(self) -> list[dict[str, Any]]:
+        """The method settings tuned beside the lr: the first ``Protocol.settings`` of the method's
+        ``tuning_candidates`` (its defaults first), less what the user pinned (pinned values are never tuned; a
+        candidate that only differed by a pinned value is dropped). TPE studies tune the search space instead."""
+        import methods
+
+        if self.mode != "grid":
+            return [{}]
+        pinned = dict(self.template.method_params)
+        out: list[dict[str, Any]] = []
+        for candidate in methods.get(self.template.method).tuning_candidates[:self.template.protocol.settings]:
+            free = {k: v for k, v in candidate.items() if k not in pinned}
+            if free not in out:
+                out.append(free)
+        return out or [{}]
+
+    @property
+    def tuned_on_seed0(self) -> bool:
+        return self.mode == "grid" and self.template.protocol.tuning == "seed0"
+
+    @property
+    def points(self) -> list[GridPoint]:
+        """Grid mode's units of work, ratio by ratio: every (lr, settings) configuration, then (tuned on seed 0)
+        the ratio's confirm point."""
+        settings = range(len(self.settings_candidates))
+        if not self.tuned_on_seed0:
+            return [GridPoint(r, lr, s) for r in self.ratios for lr in self.lrs for s in settings]
+        return [p for r in self.ratios
+                for p in [*(GridPoint(r, lr, s, "tune") for lr in self.lrs for s in settings), GridPoint(r, stage="confirm")]]
 
     @property
     def target(self) -> int:
@@ -69,6 +113,7 @@ class SweepConfig:
                     "finetune": {k: v for k, v in content_of(t.finetune).items() if k != "lr"},
                     "protocol": t.protocol.content(), "seeds": self.seeds, "lrs": self.lrs,
                     "space": self.ratios if self.mode == "grid" else self.ratio_range,
+                    **({"settings": self.settings_candidates} if len(self.settings_candidates) > 1 else {}),
                     # grid parameters became log-scale floats (were categories): Optuna refuses to mix the two
                     # kinds in one study, so the grid studies made before that get a new name
                     **({"params": "log-float"} if self.mode == "grid" else {})}

@@ -8,8 +8,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.config import _frozen
+from bench.config import _frozen, settings_label
 from bench.sweep.config import SweepConfig
+from bench.sweep.stages import StageRunner, confirm, every_seed, tune
 
 # What every seed's method run logs (``bench.records``) and every trial holds, one per seed.
 TRIAL_ARTIFACTS = ("report.json", "per_layer.csv")
@@ -62,19 +63,23 @@ class Objective:
 
         import methods
         from bench.controls import applicable_arms
-        from bench.pipeline import find_tracked, record_unreachable, run_experiment
+        from bench.pipeline import record_unreachable
 
         if self.on_claimed is not None:
             self.on_claimed()
         # Who runs it: after a Ctrl-C the main process fails the trials its own dead workers left RUNNING.
         trial.set_user_attr("worker", worker_id())
         cfg = self.cfg
+        settings, stage = 0, "all"
         if cfg.mode == "grid":
             # Numbers on a log scale, not categories: optuna-dashboard's plots then order and space the ratios
             # and learning rates as the numbers they are (2, 4, ..., 128), not in the order first seen.
             # Every grid trial is enqueued with fixed values, which the range holds.
             ratio = trial.suggest_float("ratio", min(cfg.ratios), max(cfg.ratios), log=True)
             lr = trial.suggest_float("lr", min(cfg.lrs), max(cfg.lrs), log=True)
+            if len(cfg.settings_candidates) > 1:
+                settings = trial.suggest_int("settings", 0, len(cfg.settings_candidates) - 1)
+            stage = trial.user_attrs.get("stage", "all")
             tuned: dict[str, Any] = {}
         else:
             ratio = trial.suggest_float("ratio", *cfg.ratio_range, log=True)
@@ -83,7 +88,10 @@ class Objective:
         if self.on_point is not None:
             self.on_point(trial.number, ratio, lr)
         params = {**tuned, **dict(cfg.template.method_params)}  # what the user pinned is never overridden
-        arms = applicable_arms(methods.build(cfg.template.method, params), cfg.template.protocol.controls)
+        chosen_settings = _frozen(cfg.settings_candidates[settings])
+        trial.set_user_attr("settings_label", settings_label(chosen_settings))
+        arms = applicable_arms(methods.build(cfg.template.method, {**dict(chosen_settings), **params}),
+                               cfg.template.protocol.controls)
         trial.set_user_attr("arms", list(arms))
         run_ids: list[str] = []
 
@@ -91,28 +99,32 @@ class Objective:
             run_ids.append(run_id)
             trial.set_user_attr("mlflow_run_ids", list(run_ids))
 
-        results = []
-        tags = {"study": cfg.study_name(), "trial": trial.number}
-        for seed in range(cfg.seeds):
-            config = dataclasses.replace(cfg.template, ratio=ratio, seed=seed, method_params=_frozen(params),
-                                         finetune=dataclasses.replace(cfg.template.finetune, lr=lr))
-            tracked = find_tracked(self.tracker, config, arms)
-            if tracked is not None:  # measured before (a study with fewer seeds, or a rerun): not trained again
-                results.append(tracked)
-                trial.set_user_attr("reused_runs", trial.user_attrs.get("reused_runs", 0) + len(arms))
-                continue
-            try:
-                results.append(run_experiment(config, self.tracker, self.parent_run_id, progress=cfg.progress,
-                                              on_run_start=started, extra_tags=tags, arms=arms))
-            except methods.CompressionError as e:
-                # Out of reach for this method and model (the same for every seed): recorded once, and the
-                # trial is PRUNED so a resumed sweep does not retry it.
-                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
-                record_unreachable(self.tracker, config, e, self.parent_run_id, tags)
-                raise optuna.TrialPruned(str(e)) from None
-            except Exception as e:
-                trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
-                raise
+        def at(seed: int, candidate: float) -> Any:
+            return dataclasses.replace(cfg.template, ratio=ratio, seed=seed, method_params=_frozen(params),
+                                       settings=chosen_settings, settings_rank=settings,
+                                       finetune=dataclasses.replace(cfg.template.finetune, lr=candidate))
+
+        runner = StageRunner(self.tracker, self.parent_run_id, {"study": cfg.study_name(), "trial": trial.number},
+                             cfg.progress, started)
+        try:
+            if stage == "tune":
+                results = tune(runner, at, lr)
+            elif stage == "confirm":
+                results, control_lrs = confirm(runner, at, lr, cfg.lrs, cfg.seeds, arms)
+                trial.set_user_attr("control_lrs", control_lrs)
+            else:
+                results = every_seed(runner, at, lr, cfg.seeds, arms)
+        except methods.CompressionError as e:
+            # Out of reach for this method and model (the same for every seed): recorded once, and the
+            # trial is PRUNED so a resumed sweep does not retry it.
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+            record_unreachable(self.tracker, at(0, lr), e, self.parent_run_id, runner.tags)
+            raise optuna.TrialPruned(str(e)) from None
+        except Exception as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])
+            raise
+        if runner.reused:
+            trial.set_user_attr("reused_runs", runner.reused)
         metrics = [r.metrics for r in results]
 
         def mean(key: str) -> float:
@@ -128,7 +140,7 @@ class Objective:
         trial.set_user_attr("controls", [{"arm": c.arm, "seed": c.config.seed, "run_id": c.run_id,
                                           "val_acc_top1": c.metrics["val_acc_top1"], "acc_top1": c.metrics["acc_top1"]}
                                          for r in results for c in r.controls])
-        trial.set_user_attr("method_params", {k: str(v) for k, v in params.items()})
+        trial.set_user_attr("method_params", {k: str(v) for k, v in {**dict(chosen_settings), **params}.items()})
         trial.set_user_attr("ratio_error_max", max(abs(m["compression_ratio"] / ratio - 1) for m in metrics))
         try:
             self._upload(trial, results)

@@ -29,7 +29,9 @@ def _report_trial(cfg: SweepConfig, study: Any, trial: Any, worker: int, bar: Sw
     head = f"[{counts.get('COMPLETE', 0)}/{cfg.target} complete, {counts.get('FAIL', 0)} failed] worker {worker} trial #{trial.number}"
     if trial.state.name == "COMPLETE":
         a = trial.user_attrs
-        _log(cfg, f"{head}: ratio {trial.params['ratio']:g} lr {trial.params.get('lr', float('nan')):g} -> val {a['val_acc_top1_mean']:.4f} test {a['acc_top1_mean']:.4f} "
+        what = (f" {a['settings_label']}" if a.get("settings_label", "defaults") != "defaults" else "") + \
+            (f" [{a['stage']}: {'seed 0' if a['stage'] == 'tune' else 'every seed, controls'}]" if "stage" in a else "")
+        _log(cfg, f"{head}: ratio {trial.params['ratio']:g} lr {trial.params.get('lr', float('nan')):g}{what} -> val {a['val_acc_top1_mean']:.4f} test {a['acc_top1_mean']:.4f} "
                   f"(achieved {a['compression_ratio_mean']:.2f}x), Pareto front size {len(study.best_trials)}")
     else:
         _log(cfg, f"{head}: {trial.state.name} {trial.user_attrs.get('error', '')}")

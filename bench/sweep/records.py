@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.config import settings_label
 from bench.sweep.config import SweepConfig, SweepSummary
 from bench.sweep.progress import _state_counts
 
@@ -48,6 +49,13 @@ def study_note(cfg: SweepConfig, parent_run_id: str) -> str:
         "",
         f"**Points.** ratios {space}; learning-rate candidates {', '.join(f'{lr:g}' for lr in cfg.lrs)}; "
         f"{cfg.seeds} seed{'s' if cfg.seeds != 1 else ''} per point; method parameters: {pinned}.",
+        *(["", f"**Tuned settings.** {' | '.join(settings_label(c) for c in cfg.settings_candidates)} (each with "
+               f"every lr: {len(cfg.lrs) * len(cfg.settings_candidates)} configurations per ratio)."]
+          if len(cfg.settings_candidates) > 1 else []),
+        *(["", "**Tuned on seed 0.** `stage: tune` trials run the method on seed 0 at every configuration; one "
+               "`stage: confirm` trial per ratio runs the configuration seed 0 chose on every seed, with the "
+               "controls (their lr chosen on seed 0 too). Its values are the means over seeds."]
+          if cfg.tuned_on_seed0 else []),
         "",
         "**Objectives.** mean validation accuracy (selection never sees test) and mean achieved compression "
         f"ratio; the constraint is the achieved ratio within ±{RATIO_TOLERANCE:.0%} of the requested one "
@@ -77,13 +85,18 @@ def _summarise(cfg: SweepConfig, study: Any, parent: str) -> SweepSummary:
 
 
 def _unfinished(cfg: SweepConfig, study: Any) -> int:
-    """Grid points without a COMPLETE or PRUNED trial; in TPE mode, the COMPLETE trials still short of the target."""
+    """Grid points without a COMPLETE or PRUNED trial (a confirm point counts once its ratio has a completed tune
+    trial); in TPE mode, the COMPLETE trials still short of the target."""
     trials = study.get_trials(deepcopy=False)
     if cfg.mode != "grid":
         return max(0, cfg.target - sum(t.state.name == "COMPLETE" for t in trials))
-    done = {(float(t.params["ratio"]), float(t.params["lr"])) for t in trials
-            if t.state.name in ("COMPLETE", "PRUNED") and "ratio" in t.params and "lr" in t.params}
-    return sum(point not in done for point in cfg.points)
+    from bench.sweep.grid import trial_point
+
+    finished = [(t.state.name, trial_point(t)) for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    done = {p.key for _, p in finished if p is not None}
+    # A ratio whose every tune point is out of reach has nothing to confirm: unreachable, not unfinished.
+    tuned = {p.ratio for state, p in finished if p is not None and p.stage == "tune" and state == "COMPLETE"}
+    return sum(p.key not in done and (p.stage != "confirm" or p.ratio in tuned) for p in cfg.points)
 
 
 def _log_pareto(cfg: SweepConfig, tracker: Any, parent: str, study: Any) -> None:

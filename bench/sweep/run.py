@@ -22,14 +22,18 @@ def _prepare_baselines(cfg: SweepConfig, tracker: Any) -> None:
     from bench.pipeline import ensure_baseline_run, ensure_control, load_data
 
     data = load_data(cfg.template)
+    lrs = cfg.lrs
     for seed in range(cfg.seeds):
         config = dataclasses.replace(cfg.template, seed=seed)
         baseline, trained = ensure_baseline(config, data, progress=cfg.progress)
         _log(cfg, f"baseline seed {seed}: {'trained' if trained else 'cached'}, test acc {baseline.test_acc:.4f}")
         ensure_baseline_run(tracker, config, baseline, data)
-        for lr in cfg.lrs:  # the dense + fine-tune control is tuned over the same candidates as every method
-            ensure_control(tracker, dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, lr=lr)),
-                           baseline, data, progress=cfg.progress)
+        # The dense + fine-tune control is tuned over the same candidates as every method: on every seed, or on
+        # seed 0 only, the other seeds then running the lr seed 0 chose (on validation).
+        val = {lr: ensure_control(tracker, dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, lr=lr)),
+                                  baseline, data, progress=cfg.progress)["val_acc_top1"] for lr in lrs}
+        if cfg.tuned_on_seed0 and seed == 0:
+            lrs = (min(val, key=lambda lr: (-val[lr], lr)),)
 
 
 def run_sweep(cfg: SweepConfig) -> SweepSummary:

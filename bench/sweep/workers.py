@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from bench.studies import make_storage
 from bench.sweep.config import SweepConfig
-from bench.sweep.grid import _claim_and_run
+from bench.sweep.grid import _claim_and_run, _waiting_on_tuning
 from bench.sweep.objective import Objective, _make_sampler
 from bench.sweep.progress import SweepProgress, _report_trial, _state_counts
 
@@ -42,8 +42,11 @@ def worker_loop(cfg: SweepConfig, tracking_uri: str, parent_run_id: str, worker:
             raise KeyboardInterrupt("interrupted during a trial's clean-up")
         optuna.storages.fail_stale_trials(study)
         if cfg.mode == "grid":
-            if not _claim_and_run(cfg, study, storage, objective, callbacks):
+            if _claim_and_run(cfg, study, storage, objective, callbacks):
+                continue
+            if not _waiting_on_tuning(cfg, study):
                 return
+            time.sleep(2)  # a ratio's confirm point opens when the tune trials other workers run have finished
             continue
         counts = _state_counts(study)
         if counts.get("COMPLETE", 0) + counts.get("RUNNING", 0) >= cfg.target:

@@ -11,6 +11,7 @@ from bench.verdict.headline import headline_text
 from bench.verdict.lr_grid import EDGE_THRESHOLD, lr_edge_report, unequal_tuning, widened_candidates
 from bench.verdict.markdown import to_markdown
 from bench.verdict.selection import select_on_validation
+from bench.verdict.settings import settings_lines
 from bench.verdict.table import verdict_table
 from bench.verdict.values import _isna
 
@@ -25,6 +26,13 @@ def _protocol_line(runs: "pandas.DataFrame") -> str:
         return "protocol not recorded"
     line = "protocol " + ", ".join(named)
     return line if len(named) == 1 else f"{line} — WARNING: runs from {len(named)} protocols are mixed"
+
+
+def _selection_line(runs: "pandas.DataFrame") -> str:
+    if "tuning" in runs and (runs["tuning"] == "seed0").any():
+        return ("each point is the configuration (lr x the method's own settings) with the best validation accuracy "
+                "on seed 0, run on every seed (controls: their lr chosen on seed 0 the same way)")
+    return "each point is the lr candidate with the best validation accuracy"
 
 
 def _recipe_lines(runs: "pandas.DataFrame", chosen: "pandas.DataFrame", table: "pandas.DataFrame") -> list[str]:
@@ -70,8 +78,7 @@ def write_verdict(runs: "pandas.DataFrame", out_dir: Path, caption: str,
     widened = widened_candidates(runs, chosen)
 
     md = [f"# Verdict — {caption}", "",
-          f"{_protocol_line(runs)}; each point is the lr candidate with the best validation accuracy, its test "
-          f"accuracy reported. acc_* in percent, diff_* in points against `{reference}` (method arm), paired on "
+          f"{_protocol_line(runs)}; {_selection_line(runs)}, its test accuracy reported. acc_* in percent, diff_* in points against `{reference}` (method arm), paired on "
           f"seed, 95% Student-t interval over seeds.", "",
           "## The answer at each ratio", "",
           "The best arm (highest mean test accuracy), the arms it cannot be told apart from (paired 95 % interval "
@@ -97,6 +104,7 @@ def write_verdict(runs: "pandas.DataFrame", out_dir: Path, caption: str,
     if len(own):
         md += ["## Each method against its own controls (method − control, points, paired on seed, 95% interval)",
                "", to_markdown(own), ""]
+    md += settings_lines(runs)
     unequal = unequal_tuning(runs)
     md += ["## Learning-rate grid", "", to_markdown(edges), "", grid_note, ""]
     md += unequal + ([""] if unequal else ["Every method and control was tuned over the same learning-rate "

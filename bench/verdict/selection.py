@@ -32,14 +32,12 @@ def select_on_validation(runs: "pandas.DataFrame") -> "pandas.DataFrame":
         runs = runs[runs["invalid"].isna() | (runs["invalid"] == "")]
     runs = runs.copy()
     runs["arm"] = runs["arm"].fillna("method")  # a run without an arm tag is the method itself
+    for column, default in (("settings", "defaults"), ("settings_rank", 0), ("tuning", "every-seed")):
+        runs[column] = runs[column].fillna(default) if column in runs else default
     tuned = runs[runs["kind"].isin(TUNED_KINDS) & runs["val_acc_top1"].notna()]
-    order = ["val_acc_top1", "lr"] + (["run_id"] if "run_id" in tuned else [])
-    ranked = tuned.sort_values(order, ascending=[False, True, True][:len(order)], kind="mergesort",
-                               na_position="last")
-    groups = ranked.groupby(SELECT_KEYS, sort=True, dropna=False)
-    chosen = groups.head(1).copy()
-    lrs = groups["lr"].agg(n_candidates="nunique", lr_min="min", lr_max="max").reset_index()
-    chosen = chosen.merge(lrs, on=SELECT_KEYS, how="left", validate="one_to_one")
+    on_seed0 = tuned["tuning"] == "seed0"
+    parts = [_per_seed(tuned[~on_seed0]), _on_seed0(tuned[on_seed0])]
+    chosen = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
     chosen["n_candidates"] = chosen["n_candidates"].clip(lower=1)  # an unrecorded lr is still one candidate
     chosen["lr_edge"] = [_edge(lr, lo, hi, n) for lr, lo, hi, n in
                          zip(chosen["lr"], chosen["lr_min"], chosen["lr_max"], chosen["n_candidates"])]
@@ -52,6 +50,53 @@ def select_on_validation(runs: "pandas.DataFrame") -> "pandas.DataFrame":
     out = out.sort_values(SELECT_KEYS, kind="mergesort").reset_index(drop=True)
     out.attrs["skipped_invalid"] = skipped
     return out
+
+
+# An exact tie in validation accuracy goes to the smaller lr, then the earlier settings candidate (the defaults
+# first), then the smaller run id: the choice never depends on row order. ``bench.sweep.grid`` uses the same rule.
+_ORDER = ["val_acc_top1", "lr", "settings_rank", "run_id"]
+_ASCENDING = [False, True, True, True]
+_CELL = ["experiment", "variant", "requested_ratio"]
+
+
+def _ranked(frame: "pandas.DataFrame") -> "pandas.DataFrame":
+    order = [c for c in _ORDER if c in frame]
+    return frame.sort_values(order, ascending=[a for c, a in zip(_ORDER, _ASCENDING) if c in frame],
+                             kind="mergesort", na_position="last")
+
+
+def _per_seed(tuned: "pandas.DataFrame") -> "pandas.DataFrame":
+    """``every-seed`` tuning: each seed keeps its own best configuration."""
+    groups = _ranked(tuned).groupby(SELECT_KEYS, sort=True, dropna=False)
+    chosen = groups.head(1).copy()
+    lrs = groups["lr"].agg(n_candidates="nunique", lr_min="min", lr_max="max").reset_index()
+    return chosen.merge(lrs, on=SELECT_KEYS, how="left", validate="one_to_one")
+
+
+def _on_seed0(tuned: "pandas.DataFrame") -> "pandas.DataFrame":
+    """``seed0`` tuning: seed 0 chooses, every seed reports the choice. The method arm's configuration (lr and
+    settings) is its best on seed 0; each control arm, derived from the method at the chosen settings, has its lr
+    chosen on seed 0 among those runs; the dense + fine-tune control its lr on seed 0. Every seed's row is then the
+    run at that choice (a seed without it is missing, never replaced): no seed after 0 takes part in a choice."""
+    import pandas as pd
+
+    seed0 = _ranked(tuned[tuned["seed"] == 0])
+    method0 = seed0[seed0["arm"] == "method"]
+    picks = method0.groupby(_CELL, sort=True, dropna=False).head(1)[_CELL + ["arm", "lr", "settings"]]
+    controls0 = seed0[seed0["arm"] != "method"].merge(picks[_CELL + ["settings"]], on=_CELL + ["settings"])
+    pools = pd.concat([method0, controls0], ignore_index=True)
+    pools["configuration"] = pools["lr"].astype(str) + " | " + pools["settings"].astype(str)
+    picks = pd.concat([picks, controls0.groupby(_CELL + ["arm"], sort=True, dropna=False).head(1)[list(picks.columns)]],
+                      ignore_index=True)
+    stats = pools.groupby(_CELL + ["arm"], sort=True, dropna=False).agg(
+        n_candidates=("lr", "nunique"), lr_min=("lr", "min"), lr_max=("lr", "max"),
+        n_configurations=("configuration", "nunique")).reset_index()
+    chosen = tuned.merge(picks, on=_CELL + ["arm", "lr", "settings"])
+    chosen = chosen.sort_values("run_id", kind="mergesort").groupby(SELECT_KEYS, sort=True, dropna=False).head(1)
+    chosen = chosen.merge(stats, on=_CELL + ["arm"], how="left")
+    # Only seed 0 was tuned; the other seeds ran the one configuration it chose (the edge rule counts seed 0).
+    chosen.loc[chosen["seed"] != 0, ["n_candidates", "n_configurations"]] = 1
+    return chosen
 
 
 def _skipped(runs: "pandas.DataFrame") -> dict[str, int]:

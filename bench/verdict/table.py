@@ -13,7 +13,7 @@ POINT_KEYS = ["experiment", "requested_ratio", "variant", "arm"]
 
 VERDICT_COLUMNS = [
     "experiment", "requested_ratio", "variant", "arm", "n", "acc_mean", "acc_std", "acc_points",
-    "ratio_achieved", "theoretical_speedup", "measured_speedup", "lr_chosen", "train_epochs_total",
+    "ratio_achieved", "theoretical_speedup", "measured_speedup", "lr_chosen", "settings_chosen", "train_epochs_total",
     "diff_mean", "diff_low", "diff_high", "vs_reference", "rank", "note",
 ]
 
@@ -33,6 +33,7 @@ def _point_row(key: tuple, group: "pandas.DataFrame") -> dict[str, Any]:
         "theoretical_speedup": _mean(group, "theoretical_speedup"),
         "measured_speedup": _mean(group, "measured_speedup"),
         "lr_chosen": ", ".join(_short_lr(lr) for lr in group["lr"]),
+        "settings_chosen": ", ".join(dict.fromkeys(group["settings"].astype(str))) if "settings" in group else "",
         "train_epochs_total": _mean(group, "train_epochs_total"),
         "note": "",
     }

@@ -113,6 +113,11 @@ class Method:
     # The variants ``make compare`` runs (each its own study): the defaults, and any control the method
     # itself provides (magnitude adds random pruning).
     comparison_variants: ClassVar[tuple[dict[str, str], ...]] = ({},)
+    # The method's own settings a comparison tunes beside the lr, in order of preference: its defaults
+    # (``{}``) first, then alternatives that matter under a short, equal budget. A protocol tunes the first
+    # ``Protocol.settings`` of them for every method alike (``fair``: two), so every method gets the same
+    # number of configurations; a method declares at least as many as the built-in protocols use.
+    tuning_candidates: ClassVar[tuple[dict[str, Any], ...]] = ({},)
 
     @property
     def result(self) -> str:

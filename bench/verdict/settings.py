@@ -1,0 +1,74 @@
+"""Each method's own settings: what tuning chose at every ratio and how far that moved the method from its
+defaults, and whether every method was tuned over the same number of configurations."""
+from __future__ import annotations
+
+from bench.verdict.selection import _ranked
+
+
+def _seed0_methods(runs: "pandas.DataFrame") -> "pandas.DataFrame":
+    if "tuning" not in runs or runs.empty:
+        return runs.iloc[0:0]
+    keep = (runs["tuning"] == "seed0") & (runs["kind"] == "compressed") & (runs["arm"].fillna("method") == "method")
+    return runs[keep & (runs["seed"] == 0) & runs["val_acc_top1"].notna()]
+
+
+def settings_report(runs: "pandas.DataFrame") -> "pandas.DataFrame":
+    """Per (experiment, variant, requested ratio) tuned on seed 0 over more than one settings candidate: the
+    chosen settings and lr, and seed 0's test accuracy there against the method's defaults at their own best lr
+    (both chosen on seed 0's validation accuracy); ``moved`` is the difference in accuracy (a fraction). A cell
+    where ``moved`` is large is one where the defaults were costing the method its result. Seed 0 only: the
+    defaults are not run on the other seeds, so this is one seed's difference, not an interval."""
+    import pandas as pd
+
+    columns = ["experiment", "variant", "requested_ratio", "settings_chosen", "lr_chosen", "acc_chosen",
+               "lr_defaults", "acc_defaults", "moved"]
+    rows = []
+    for (exp, variant, ratio), g in _seed0_methods(runs).groupby(["experiment", "variant", "requested_ratio"], sort=True):
+        if g["settings"].nunique() < 2:
+            continue
+        best = _ranked(g).iloc[0]
+        defaults = g[g["settings_rank"] == 0]
+        if defaults.empty:
+            continue
+        default = _ranked(defaults).iloc[0]
+        rows.append({"experiment": exp, "variant": variant, "requested_ratio": ratio,
+                     "settings_chosen": best["settings"], "lr_chosen": best["lr"], "acc_chosen": best["acc_top1"],
+                     "lr_defaults": default["lr"], "acc_defaults": default["acc_top1"],
+                     "moved": best["acc_top1"] - default["acc_top1"]})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def configuration_counts(runs: "pandas.DataFrame") -> "pandas.DataFrame":
+    """Per (experiment, variant): the configurations (lr x settings) each requested ratio was tuned over on seed
+    0, as the smallest and largest count over its ratios. Equal tuning budgets mean one count for every row."""
+    import pandas as pd
+
+    m = _seed0_methods(runs)
+    if m.empty:
+        return pd.DataFrame(columns=["experiment", "variant", "min_configurations", "max_configurations"])
+    per_cell = (m.assign(configuration=m["lr"].astype(str) + " | " + m["settings"].astype(str))
+                .groupby(["experiment", "variant", "requested_ratio"])["configuration"].nunique())
+    out = per_cell.groupby(["experiment", "variant"]).agg(min_configurations="min", max_configurations="max")
+    return out.reset_index()
+
+
+def settings_lines(runs: "pandas.DataFrame") -> list[str]:
+    """The verdict's section on method settings (empty when nothing was tuned beyond the lr)."""
+    from bench.verdict.markdown import to_markdown
+
+    report = settings_report(runs)
+    if report.empty:
+        return []
+    shown = report.rename(columns={"moved": "diff_moved"})  # to_markdown prints acc_* and diff_* in percent
+    counts = configuration_counts(runs)
+    unequal = counts[(counts["min_configurations"] != counts["max_configurations"])
+                     | (counts.groupby("experiment")["max_configurations"].transform("nunique") > 1)]
+    budget = ("Every method was tuned over the same number of configurations at every ratio: "
+              + ", ".join(f"{e}: {int(n)}" for e, n in counts.groupby("experiment")["max_configurations"].max().items())
+              + "." if unequal.empty else
+              "WARNING — unequal tuning budgets (configurations per ratio differ): "
+              + "; ".join(f"{r.variant}: {r.min_configurations}-{r.max_configurations}" for r in unequal.itertuples()))
+    return ["## Each method's own settings: tuned vs defaults (seed 0)", "",
+            "The settings seed 0's validation accuracy chose at each ratio, and seed 0's test accuracy (%) there "
+            "against the method's defaults at their own best lr; `moved` in points. One seed: the defaults are not "
+            "run on the others.", "", to_markdown(shown), "", budget, ""]
