@@ -184,6 +184,7 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
         + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
         + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else []) \
+        + (["--tuning", args.tuning] if args.tuning else []) \
         + ([] if args.log_models else ["--no-log-models"]) + [a for p in args.plugin for a in ("--plugin", p)] \
         + (["--allow-large"] if getattr(args, "allow_large", False) else [])
     argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)

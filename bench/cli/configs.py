@@ -33,6 +33,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
         if not parts:
             raise UsageError("--finetune-lr needs at least one positive number, e.g. 1e-3 or 1e-3,3e-3")
         changes["lr_candidates"] = tuple(_positive_float(p, "--finetune-lr") for p in parts)
+    if getattr(args, "tuning", None) is not None:
+        changes["tuning"] = args.tuning
     if getattr(args, "ratios", None) is not None:
         changes["ratios"] = parse_ratios(args.ratios)
     if getattr(args, "seeds", None) is not None:

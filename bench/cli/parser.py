@@ -8,7 +8,7 @@ import datasets
 import methods
 from bench.models import list_models, model_origin
 from bench.preflight.resources import MAX_SEEDS
-from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES
+from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES, TUNINGS
 from bench.protocols import get_protocol, protocol_names
 from methods.common.params import describe
 
@@ -69,6 +69,10 @@ def _experiment_args(p: argparse.ArgumentParser, ratio_flag: bool) -> None:
                    help="override the protocol's fine-tune epochs (under an equal budget: the extra budget E)")
     p.add_argument("--finetune-lr", default=None,
                    help="override the protocol's learning-rate candidates with one or more (comma-separated)")
+    p.add_argument("--tuning", default=None, choices=TUNINGS,
+                   help="override how the protocol tunes configurations: seed0 (every configuration on seed 0, the "
+                        "choice run on the other seeds: fair's) or every-seed (every configuration on every seed, "
+                        "each choosing its own: the exhaustive check of the cheap rule)")
     p.add_argument("--train-limit", default=None, help="use only the first N training images (quick runs)")
     p.add_argument("--threads", default=None, help="torch threads for this process")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPU where present), cpu, gpu")
@@ -128,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--workers", default="1", help="parallel worker processes per study")
     compare.add_argument("--finetune-lr", default=None,
                          help="learning-rate candidates (comma-separated) for every method, e.g. to widen the grid")
+    compare.add_argument("--tuning", default=None, choices=TUNINGS,
+                         help="override how configurations are tuned (seed0, fair's; every-seed: the exhaustive check)")
     compare.add_argument("--methods", default=None, help="a comma-separated subset of the methods")
     compare.add_argument("--storage", default=None, help="Optuna storage URL")
     compare.add_argument("--out", default=None, help="where the verdict goes (default results/figures)")

@@ -47,21 +47,20 @@ class WorkEstimate:
 
     seeds: int
     baseline_epochs: int
-    controls: int  # dense + fine-tune controls: seeds x learning-rate candidates
+    controls: int  # dense + fine-tune controls: seeds x learning-rate candidates (seed 0 only when tuned there)
     control_epochs: int
-    trials: int
-    arms: int  # trainings per trial and seed: the method and its control arms
-    arm_epochs: int  # epochs of one trial on one seed, all its arms together
+    arm_trainings: int  # every arm of every trial on every seed it runs on
+    arm_epochs: int  # their epochs together
+    detail: str  # how the trials make up the arms' trainings
     equal_budget: bool
 
     @property
     def trainings(self) -> int:
-        return self.seeds + self.controls + self.trials * self.seeds * self.arms
+        return self.seeds + self.controls + self.arm_trainings
 
     @property
     def epochs(self) -> int:
-        return (self.seeds * self.baseline_epochs + self.controls * self.control_epochs
-                + self.trials * self.seeds * self.arm_epochs)
+        return self.seeds * self.baseline_epochs + self.controls * self.control_epochs + self.arm_epochs
 
     def total(self) -> str:
         return f"up to {self.trainings:,} trainings, {self.epochs:,} epochs"
@@ -70,12 +69,15 @@ class WorkEstimate:
         more = "" if self.equal_budget else " (plus what methods train themselves: iterative rounds, train-time training)"
         return (f"work: {self.total()}{more}: {self.seeds} baseline(s) x "
                 f"{self.baseline_epochs} ep, {self.controls} dense + fine-tune control(s) x {self.control_epochs} ep, "
-                f"{self.trials} trial(s) x {self.seeds} seed(s) x {self.arms} arm(s) = {self.arm_epochs} ep per trial "
-                f"and seed; cached baselines and tracked points are reused")
+                f"{self.detail}; cached baselines and tracked points are reused")
 
 
 def estimate(sweep: Any) -> WorkEstimate:
-    """The work of the study ``sweep`` (a ``bench.sweep.SweepConfig``), from its protocol and plan."""
+    """The work of the study ``sweep`` (a ``bench.sweep.SweepConfig``), from its protocol and plan.
+
+    Tuned on seed 0 (``Protocol.tuning``), a ratio trains the method at every configuration on seed 0, the chosen
+    one on the other seeds, each control at every lr on seed 0 (the method compressed again to derive it) and at
+    its chosen lr on the other seeds (compressed again when that lr is not the method's)."""
     import methods
     from bench.controls import applicable_arms
 
@@ -84,10 +86,29 @@ def estimate(sweep: Any) -> WorkEstimate:
     arms = applicable_arms(method, protocol.controls)
     extra = protocol.extra_epochs if protocol.equal_budget else protocol.finetune.epochs
     from_scratch = protocol.baseline.epochs + extra
-    arm_epochs = sum(from_scratch if _from_scratch(arm, method) and protocol.equal_budget else extra for arm in arms)
-    return WorkEstimate(seeds=sweep.seeds, baseline_epochs=protocol.baseline.epochs,
-                        controls=sweep.seeds * len(sweep.lrs), control_epochs=protocol.finetune_recipe(sweep.lrs[0]).epochs,
-                        trials=sweep.target, arms=len(arms), arm_epochs=arm_epochs, equal_budget=protocol.equal_budget)
+
+    def epochs(arm: str) -> int:
+        return from_scratch if _from_scratch(arm, method) and protocol.equal_budget else extra
+
+    per_seed = sum(epochs(arm) for arm in arms)
+    lrs, seeds = len(sweep.lrs), sweep.seeds
+    if not sweep.tuned_on_seed0:
+        trials = sweep.target
+        return WorkEstimate(seeds, protocol.baseline.epochs, seeds * lrs, protocol.finetune_recipe(sweep.lrs[0]).epochs,
+                            trials * seeds * len(arms), trials * seeds * per_seed,
+                            f"{trials} trial(s) x {seeds} seed(s) x {len(arms)} arm(s) = {per_seed} ep per trial and seed",
+                            protocol.equal_budget)
+    ratios, configurations = len(sweep.ratios), lrs * len(sweep.settings_candidates)
+    controls = arms[1:]
+    # one control training, with the method compressed again to derive it (a method's own epochs, counted whole)
+    derived = sum(epochs(c) + epochs("method") for c in controls)
+    trainings = ratios * (configurations + (seeds - 1) + len(controls) * 2 * (lrs + seeds - 1))
+    arm_epochs = ratios * ((configurations + seeds - 1) * epochs("method") + (lrs + seeds - 1) * derived)
+    return WorkEstimate(seeds, protocol.baseline.epochs, lrs + (seeds - 1), protocol.finetune_recipe(sweep.lrs[0]).epochs,
+                        trainings, arm_epochs,
+                        f"per ratio {configurations} configuration(s) of the method on seed 0, the chosen one on "
+                        f"{seeds - 1} more seed(s), {len(controls)} control(s) at {lrs} lr(s) on seed 0 and the chosen "
+                        f"lr on the other seeds", protocol.equal_budget)
 
 
 def _from_scratch(arm: str, method: Any) -> bool:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.verdict.agreement import agreement_lines
 from bench.verdict.compact import compact_table
 from bench.verdict.controls import against_own_controls, control_reference
 from bench.verdict.cross_recipe import cross_recipe_check
@@ -104,7 +105,7 @@ def write_verdict(runs: "pandas.DataFrame", out_dir: Path, caption: str,
     if len(own):
         md += ["## Each method against its own controls (method − control, points, paired on seed, 95% interval)",
                "", to_markdown(own), ""]
-    md += settings_lines(runs)
+    md += settings_lines(runs) + agreement_lines(runs)
     unequal = unequal_tuning(runs)
     md += ["## Learning-rate grid", "", to_markdown(edges), "", grid_note, ""]
     md += unequal + ([""] if unequal else ["Every method and control was tuned over the same learning-rate "
