@@ -51,8 +51,10 @@ def pareto_plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
 
 # ---------------------------------------------------------------- tidy runs
 
-def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
+def tidy_runs(tracker: Any | None = None, experiments: list[str] | None = None) -> "pandas.DataFrame":
     """All FINISHED runs of the store as one tidy DataFrame (one row per run).
+
+    ``experiments`` ("dataset/model" names) limits it to those experiments.
 
     Runs are told apart by what was recorded when they ran — the ``protocol``/``protocol_hash``, ``arm``,
     ``variant`` and ``lr`` tags — never by comparing their parameters with today's method defaults, so a
@@ -66,7 +68,7 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
     from bench.tracking import Tracker
 
     tracker = tracker or Tracker()
-    df = tracker.runs_frame()
+    df = tracker.runs_frame(experiments)
     if df.empty:
         return df
     skipped = skipped_invalid(df)
@@ -90,7 +92,7 @@ def tidy_runs(tracker: Any | None = None) -> "pandas.DataFrame":
         "arm": tag("arm").fillna("method"), "lr": pd.to_numeric(tag("lr"), errors="coerce"),
         "settings": tag("settings").fillna("defaults"),
         "settings_rank": pd.to_numeric(tag("settings_rank"), errors="coerce").fillna(0).astype(int),
-        "tuning": tag("tuning").fillna("every-seed"),
+        "tuning": tag("tuning").fillna("every-seed"), "chosen": tag("chosen"),
         "error": tag("error"), "baseline_key": tag("baseline_key"),
     })
     for col in [c for c in df.columns if c.startswith("metrics.")]:

@@ -13,13 +13,14 @@ What the view fixes, and why:
 - ``runsHiddenMode = SHOW_ALL``: by default the UI charts only the first 10 runs or groups, so a chart of a sweep
   of 7 ratios showed two of them;
 - grouped by the ``group`` tag (everything but the seed), so each chart point is the mean over seeds of one
-  (method, arm, ratio, lr) point and the table has one row per point;
+  (method, arm, ratio) point at its chosen configuration and the table has one row per point;
 - the X axis is ``log2_compression_ratio`` (1 = 2x, 7 = 128x), because on a linear ratio axis 2-16x pile up;
 - a ``logged_model`` column (``models:/<id>``, a tag on every run that logged one) instead of MLflow's own
   Models column, which fetches an experiment's first 50 logged models only and is blank for most runs of a
   sweep; the Dataset column is left out too (one dataset per experiment), so the numbers fit the first screen;
-- the filter keeps one protocol's compressed and control runs (not the sweep parents nor the baselines), sorted
-  by achieved ratio.
+- the filter keeps the runs the verdict keeps (tag ``chosen = 'yes'``, ``bench.chosen_tags``): per (method, arm,
+  ratio) the configuration chosen on validation, on every seed, and the dense + fine-tune control at its chosen
+  lr; not the other candidates tuned on seed 0, the sweep parents nor the baselines. Sorted by achieved ratio.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def comparison_state(protocol_hash: str) -> dict[str, Any]:
              "yaxis": {"key": "acc_top1", "type": "METRIC"}}
     val_chart = {**chart, "uuid": "compression-bench-front-val", "yaxis": {"key": "val_acc_top1", "type": "METRIC"}}
     return {
-        "searchFilter": f"tags.protocol_hash = '{protocol_hash}' and tags.kind != 'sweep'",
+        "searchFilter": f"tags.protocol_hash = '{protocol_hash}' and tags.chosen = 'yes'",
         "orderByKey": "metrics.`compression_ratio`", "orderByAsc": True,
         "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
         "selectedColumns": list(COLUMNS), "columnOrder": list(COLUMNS), "columnWidths": {},

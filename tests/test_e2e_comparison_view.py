@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
@@ -57,13 +58,20 @@ def test_the_printed_comparison_link_charts_every_group(tmp_path):
         experiment = client.get_experiment_by_name("digits/mlp")
         protocol_hash = link.rsplit("-", 1)[-1]
         shown = client.search_runs([experiment.experiment_id],
-                                   f"tags.protocol_hash = '{protocol_hash}' and tags.kind != 'sweep'",
+                                   f"tags.protocol_hash = '{protocol_hash}' and tags.chosen = 'yes'",
                                    max_results=10_000)
         groups = {r.data.tags["group"] for r in shown if "acc_top1" in r.data.metrics}
         arms = {r.data.tags["arm"] for r in shown if r.data.tags.get("kind") == "compressed"}
         ratios = {r.data.tags["requested_ratio"] for r in shown if r.data.tags.get("kind") == "compressed"}
         assert arms == {"method", "shuffled"} and len(ratios) == 7
         assert len(groups) > 10  # more than the UI's default of 10 charted groups, or this test proves nothing
+        # The view shows the verdict's points: one group per (method, arm, ratio), every seed in it, the chosen
+        # configuration; the other candidates tuned on seed 0 are tagged chosen = 'no'.
+        cells = Counter((r.data.tags["variant"], r.data.tags["arm"], r.data.tags["requested_ratio"]) for r in shown
+                        if r.data.tags.get("kind") == "compressed")
+        assert set(cells.values()) == {2}
+        assert len({r.data.tags["group"] for r in shown if r.data.tags.get("kind") == "compressed"}) == len(cells)
+        assert client.search_runs([experiment.experiment_id], "tags.chosen = 'no'", max_results=10)
 
         # Every compressed run reaches its logged model through its tag, past the UI's page of 50 models.
         compressed = [r for r in shown if r.data.tags.get("kind") == "compressed"]

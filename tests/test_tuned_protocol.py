@@ -79,6 +79,10 @@ def test_every_method_gets_the_same_configurations_and_other_seeds_run_only_the_
     picked = chosen[(chosen["kind"] == "compressed") & (chosen["arm"] == "method")]
     assert set(picked["lr"]) == {choice.lr} and set(picked["settings"]) == {label} and len(picked) == 2
     assert set(picked[picked["seed"] == 0]["n_configurations"]) == {4}
+    # the verdict's choice written back as the tag the MLflow view filters on, on every tuned run
+    tuned = runs[runs["kind"].isin(["compressed", "control"])]
+    assert set(tuned["chosen"]) == {"yes", "no"}
+    assert set(tuned.loc[tuned["chosen"] == "yes", "run_id"]) == set(chosen["run_id"])
 
 
 def test_the_work_estimate_counts_each_stage():

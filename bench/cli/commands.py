@@ -88,8 +88,10 @@ def _print_answer(experiment: str, protocol, verdict: Path | None = None) -> Non
     if not runs.empty:
         runs = runs[(runs["experiment"] == experiment) & (runs["protocol"] == protocol.name)
                     & (runs["protocol_hash"] == protocol.hash)]
-    print(f"\nThe answer so far on {experiment} under {protocol.label} (test accuracy of the lr chosen on "
-          f"validation, every method and control tracked there; paired 95 % intervals over seeds):")
+    chosen_how = ("configuration (lr x settings) seed 0 chose on validation" if protocol.tuning == "seed0" else
+                  "lr chosen on validation")
+    print(f"\nThe answer so far on {experiment} under {protocol.label} (test accuracy of the {chosen_how}, every "
+          f"method and control tracked there; paired 95 % intervals over seeds):")
     chosen = select_on_validation(runs) if not runs.empty else None
     print(headline_text(chosen) if chosen is not None else "- nothing to rank: no run was tracked")
     if chosen is not None:

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from bench.sweep.config import SweepConfig
+from bench.sweep.front import pareto_front
 
 
 def _log(cfg: SweepConfig, message: str) -> None:
@@ -32,7 +33,7 @@ def _report_trial(cfg: SweepConfig, study: Any, trial: Any, worker: int, bar: Sw
         what = (f" {a['settings_label']}" if a.get("settings_label", "defaults") != "defaults" else "") + \
             (f" [{a['stage']}: {'seed 0' if a['stage'] == 'tune' else 'every seed, controls'}]" if "stage" in a else "")
         _log(cfg, f"{head}: ratio {trial.params['ratio']:g} lr {trial.params.get('lr', float('nan')):g}{what} -> val {a['val_acc_top1_mean']:.4f} test {a['acc_top1_mean']:.4f} "
-                  f"(achieved {a['compression_ratio_mean']:.2f}x), Pareto front size {len(study.best_trials)}")
+                  f"(achieved {a['compression_ratio_mean']:.2f}x), Pareto front size {len(pareto_front(study))}")
     else:
         _log(cfg, f"{head}: {trial.state.name} {trial.user_attrs.get('error', '')}")
 

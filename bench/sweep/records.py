@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.config import settings_label
 from bench.sweep.config import SweepConfig, SweepSummary
+from bench.sweep.front import measured_trials, pareto_front
 from bench.sweep.progress import _state_counts
 
 
@@ -79,7 +80,7 @@ def _summarise(cfg: SweepConfig, study: Any, parent: str) -> SweepSummary:
     pareto = [{"trial": t.number, "ratio_requested": t.params.get("ratio"), "lr": t.params.get("lr"),
                "val_acc_top1": t.values[0],
                "compression_ratio": t.values[1], "acc_top1": t.user_attrs.get("acc_top1_mean"),
-               "params": t.user_attrs.get("method_params", {})} for t in study.best_trials]
+               "params": t.user_attrs.get("method_params", {})} for t in pareto_front(study)]
     return SweepSummary(cfg.study_name(), parent, counts.get("COMPLETE", 0), counts.get("FAIL", 0),
                         sorted(pareto, key=lambda p: p["compression_ratio"]), _unfinished(cfg, study))
 
@@ -107,10 +108,10 @@ def _log_pareto(cfg: SweepConfig, tracker: Any, parent: str, study: Any) -> None
     from bench.figures import pareto_plot
     from bench.pipeline import csv_text
 
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    trials = measured_trials(study)
     if not trials:
         return
-    front = {t.number for t in study.best_trials}
+    front = {t.number for t in pareto_front(study)}
     rows = [{"trial": t.number, "ratio_requested": t.params.get("ratio"), "compression_ratio": t.values[1],
              "val_acc_top1": t.values[0], "acc_top1": t.user_attrs.get("acc_top1_mean"),
              "acc_top1_std": t.user_attrs.get("acc_top1_std"), "pareto": t.number in front} for t in trials]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from bench.chosen_tags import mark_chosen
 from bench.studies import OBJECTIVES, make_storage, study_lock
 from bench.sweep.config import SweepConfig, SweepSummary
 from bench.sweep.grid import _missing_grid_points
@@ -79,6 +80,8 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
                 break
             _run_workers(cfg, tracking_uri, parent, study, bar)
             _wait_for_running(cfg, study, timeout=GRACE_SECONDS + 2 * HEARTBEAT_SECONDS)
+        # the UI's comparison view shows the runs the verdict keeps (``bench.chosen_tags``)
+        mark_chosen(tracker, f"{cfg.template.dataset}/{cfg.template.model}", cfg.template.protocol.hash)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
