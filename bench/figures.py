@@ -274,6 +274,7 @@ def comparison_figures(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
     Each point is chosen on validation among its learning-rate candidates (``bench.verdict``) before any
     mean is taken; figures and tables go to ``<experiment>/<protocol>-<hash>/``, with the verdict beside them.
     """
+    from bench.reference_runs import comparison_rows, export_runs
     from bench.verdict import select_on_validation, write_verdict
 
     written: list[Path] = []
@@ -285,6 +286,8 @@ def comparison_figures(runs: "pandas.DataFrame", out_dir: Path) -> list[Path]:
         caption = f"{caption}; {skipped}" if skipped else caption  # the verdict and every caption say so
         folder = out_dir / experiment.replace("/", "__") / f"{protocol}-{digest}"
         written += write_verdict(all_runs, folder, f"{experiment}, {caption}")
+        # the runs behind it as data: commit it beside the verdict, and `figures --runs` redraws from it
+        written.append(export_runs(comparison_rows(runs, all_runs), folder / "runs.csv"))
         chosen = select_on_validation(all_runs)
         group = _arm_labels(pd_concat(chosen[chosen["kind"].isin(["compressed", "control"])],
                                       _baselines_for(runs, experiment, all_runs)))

@@ -153,7 +153,23 @@ def _figures(args: argparse.Namespace) -> int:
     from bench.tracking import Tracker
 
     out = Path(args.out) if args.out else results_dir() / "figures"
-    written = make_figures(out, Tracker())
+    if args.runs:  # reference exports instead of the store, each into out/<experiment>/<protocol>/
+        from bench.figures import comparison_figures
+        from bench.reference_runs import ReferenceFormatError, read_runs
+
+        written = []
+        for name in args.runs:
+            path = Path(name)
+            if not path.is_file():
+                raise UsageError(f"--runs {name}: no such file; give a runs.csv a comparison wrote (e.g. "
+                                 f"results/reference/fair-<hash>/<dataset>__<model>/runs.csv)")
+            try:
+                runs = read_runs(path)
+            except ReferenceFormatError as e:
+                raise UsageError(str(e)) from None
+            written += comparison_figures(runs, out)
+    else:
+        written = make_figures(out, Tracker())
     print(f"wrote {len(written)} files under {out}")
     return 0
 
@@ -211,6 +227,7 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     out = Path(args.out) if args.out else results_dir() / "figures"
     written = comparison_figures(runs, out)
     protocol = get_protocol(args.protocol).for_data(args.dataset, args.model)
+    protocol = protocol.with_overrides(**({"tuning": args.tuning} if args.tuning else {}))
     verdict = out / f"{args.dataset}__{args.model}" / protocol.label / "verdict.md"
     print(f"wrote {len(written)} files under {out}")
     _print_answer(f"{args.dataset}/{args.model}", protocol, verdict if verdict in written else None)

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     links.add_argument("--url", default="http://127.0.0.1:5000", help="where the MLflow UI is served")
     figures = sub.add_parser("figures", help="regenerate every figure and table from the tracked runs")
     figures.add_argument("--out", default=None, help="output folder (default results/figures)")
+    figures.add_argument("--runs", action="append", default=[], metavar="FILE",
+                         help="draw the comparison figures and verdict from a reference export (a comparison's "
+                              "runs.csv, repeatable) instead of the store")
     compare = sub.add_parser("compare", help="every method and control under one protocol, then the verdict")
     _plugin_arg(compare)
     compare.add_argument("--dataset", default="fashion-mnist")

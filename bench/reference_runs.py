@@ -1,0 +1,70 @@
+"""Reference runs as data: a comparison's tracked runs exported as one CSV file (``runs.csv``), committed beside
+its published verdict, from which ``python -m bench figures --runs FILE`` redraws that verdict exactly as from
+the live store, on a machine that never trained them.
+
+Format (``format`` column, version ``FORMAT``): one row per run of the comparison's experiment under one
+protocol (the method and control arms of every configuration tried, the dense + fine-tune control, unreachable
+points) and the dense baselines they started from; the columns are those of ``bench.figures.tidy_runs`` —
+identity (run_id, experiment, dataset, model, kind, method, variant, arm, settings, settings_rank, tuning,
+protocol, protocol_hash, baseline_key, seed, lr, requested_ratio), every logged metric (validation and test
+accuracy, achieved ratio, speedups, train_epochs_total, ...), the recipes' epochs and the method parameters
+(``method_params``, JSON). Runs known to be wrong are not in a tidy frame, so never in an export.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+FORMAT = 1
+_JSON_COLUMNS = ("method_params",)
+
+
+def comparison_rows(runs: "pandas.DataFrame", all_runs: "pandas.DataFrame") -> "pandas.DataFrame":
+    """One comparison's runs (``all_runs``: one experiment and protocol of ``runs``) and the baselines they
+    started from (baselines carry no protocol; matched by their cache key)."""
+    import pandas as pd
+
+    keys = set(all_runs["baseline_key"].dropna())
+    dense = runs[(runs["kind"] == "baseline") & runs["baseline_key"].isin(keys)
+                 & (runs["experiment"] == all_runs["experiment"].iloc[0])]
+    return pd.concat([all_runs[all_runs["kind"] != "baseline"], dense], ignore_index=True)
+
+
+def export_runs(frame: "pandas.DataFrame", path: Path) -> Path:
+    """Write ``frame`` (tidy runs) as a reference export; returns the path."""
+    out = frame.copy()
+    for column in _JSON_COLUMNS:
+        if column in out:
+            out[column] = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else "{}" for v in out[column]]
+    out.insert(0, "format", FORMAT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.sort_values(["kind", "run_id"], kind="mergesort").to_csv(path, index=False)
+    return path
+
+
+class ReferenceFormatError(ValueError):
+    """A file that is not a reference export this version reads."""
+
+
+def read_runs(path: Path) -> "pandas.DataFrame":
+    """A reference export back as tidy runs (what ``comparison_figures`` takes)."""
+    import pandas as pd
+
+    # recipe parameters (``finetune.epochs``, ``dataset.train_limit``...) are strings in a live frame, as MLflow
+    # params are: read them as written, so a redrawn figure groups them the same way
+    text = {c: str for c in pd.read_csv(path, nrows=0).columns
+            if c in ("run_id", "baseline_key", "settings", "tuning", "chosen", "error")
+            or c.startswith(("finetune.", "baseline.", "dataset."))}
+    frame = pd.read_csv(path, dtype=text)
+    if "format" not in frame or set(frame["format"].unique()) != {FORMAT}:
+        found = sorted(frame["format"].unique()) if "format" in frame else "none"
+        raise ReferenceFormatError(f"{path}: reference format {found}, this version reads {FORMAT}; export it "
+                                   f"again with `python -m bench figures` from its store")
+    frame = frame.drop(columns="format")
+    if "start_time" in frame:
+        frame["start_time"] = pd.to_datetime(frame["start_time"])
+    for column in _JSON_COLUMNS:
+        if column in frame:
+            frame[column] = [json.loads(v) if isinstance(v, str) else {} for v in frame[column]]
+    frame.attrs["skipped_invalid"] = {}
+    return frame

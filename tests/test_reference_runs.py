@@ -1,0 +1,72 @@
+"""Reference runs as data: a comparison exported to runs.csv redraws, on its own, every figure and table the live
+store drew, byte for byte; the export keeps every field; a file of another format is refused in one line."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bench.config import ExperimentConfig
+from bench.figures import comparison_figures, tidy_runs
+from bench.paths import REPO
+from bench.protocol import FAIR
+from bench.recipes import TrainRecipe
+from bench.reference_runs import ReferenceFormatError, read_runs
+from bench.sweep import SweepConfig, run_sweep
+from bench.tracking import Tracker
+
+TINY = dataclasses.replace(FAIR, name="tiny-fair", baseline=TrainRecipe(epochs=2, batch_size=64),
+                           finetune=TrainRecipe(epochs=1, lr=1e-2, batch_size=64, schedule="cosine"),
+                           extra_epochs=1, lr_candidates=(1e-2, 3e-2), ratios=(4.0, 8.0))
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPRESSION_BENCH_RESULTS", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for method in ("magnitude", "coreset"):
+        template = ExperimentConfig.for_protocol(TINY, method=method, dataset="digits", model="lenet300",
+                                                 accelerator="cpu", latency_repeats=1,
+                                                 method_params={"finetune_each_layer": False} if method == "coreset" else {})
+        run_sweep(SweepConfig(template=template, ratios=TINY.ratios, seeds=2, quiet=True))
+    return tmp_path
+
+
+def test_an_export_redraws_the_comparison_byte_for_byte_and_keeps_every_field(store):
+    runs = tidy_runs(Tracker())
+    live = store / "live"
+    written = comparison_figures(runs, live)
+    (export,) = [p for p in written if p.name == "runs.csv"]
+    again = read_runs(export)
+    redrawn = store / "redrawn"
+    comparison_figures(again, redrawn)
+    files = sorted(p.relative_to(live) for p in live.rglob("*") if p.suffix in (".md", ".csv"))
+    assert {"verdict.md", "verdict.csv", "summary.csv", "runs.csv"} <= {p.name for p in files}
+    for name in files:
+        assert (redrawn / name).read_bytes() == (live / name).read_bytes(), name
+    # every field of every run of the comparison, and the baselines they started from
+    ours = runs[runs["kind"] != "baseline"]
+    assert set(again["run_id"]) >= set(ours["run_id"])
+    assert set(again.loc[again["kind"] == "baseline", "baseline_key"]) == set(ours["baseline_key"].dropna())
+    mine = again.set_index("run_id").loc[ours["run_id"]].reset_index()
+
+    def text(column: pd.Series) -> list[str]:
+        return [str(sorted(v.items())) if isinstance(v, dict) else str(v)
+                for v in column.astype(object).where(column.notna(), "")]
+
+    for column in ours.columns.drop("start_time"):
+        assert text(ours[column].reset_index(drop=True)) == text(mine[column]), column
+
+def test_a_file_of_another_format_is_refused_in_one_line(tmp_path):
+    bad = tmp_path / "runs.csv"
+    bad.write_text("format,run_id\n99,abc\n")
+    with pytest.raises(ReferenceFormatError, match="reference format"):
+        read_runs(bad)
+    done = subprocess.run([sys.executable, "-m", "bench", "figures", "--runs", str(bad), "--out", str(tmp_path / "o")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={"COMPRESSION_BENCH_RESULTS": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert not (tmp_path / "o").exists()
