@@ -24,13 +24,17 @@ class StageRunner:
         self.reused = 0
 
     def arms_of(self, config: ExperimentConfig, arms: tuple[str, ...]) -> RunResult:
-        """The method and ``arms[1:]`` of ``config``: tracked, or trained now."""
-        from bench.pipeline import find_tracked, run_experiment
+        """The method and ``arms[1:]`` of ``config``: tracked, or trained now (a method tracked already keeps
+        its run, and only the missing controls are trained beside it)."""
+        from bench.pipeline import run_experiment
+        from bench.records import tracked_arms
 
-        tracked = find_tracked(self.tracker, config, arms)
-        if tracked is not None:  # measured before (a study with fewer seeds, or a rerun): not trained again
-            self.reused += len(arms)
-            return tracked
+        have = tracked_arms(self.tracker, config)
+        if "method" in have:  # measured before (a study with fewer seeds, a rerun, a tune trial): not trained again
+            self.reused += 1
+            main = have["method"]
+            main.controls = list(self.controls_of(config, arms[1:]).values()) if len(arms) > 1 else []
+            return main
         return run_experiment(config, self.tracker, self.parent_run_id, progress=self.progress,
                               on_run_start=self.started, extra_tags=self.tags, arms=arms)
 
@@ -66,16 +70,15 @@ def confirm(runner: StageRunner, at: ConfigAt, lr: float, lrs: tuple[float, ...]
             arms: tuple[str, ...]) -> tuple[list[RunResult], dict[str, float]]:
     """``confirm``: the chosen configuration (``lr``, the settings in ``at``) on every seed; each control's lr
     chosen on seed 0's validation accuracy among ``lrs`` (the method at that lr, tuned already, is compressed
-    again to derive it), then run at that lr on the other seeds. Seeds after 0 never take part in a choice.
-    Returns the per-seed method results (the chosen controls attached) and each control's chosen lr."""
-    results = [runner.arms_of(at(seed, lr), ("method",)) for seed in range(seeds)]
-    controls = arms[1:]
-    if not controls:
-        return results, {}
+    again to derive it), then run at that lr on the other seeds, beside the method when the lrs agree (one
+    compression for both). Seeds after 0 never take part in a choice. Returns the per-seed method results (the
+    chosen controls attached) and each control's chosen lr."""
     from bench.records import tracked_arms
 
+    controls = arms[1:]
+    results = [runner.arms_of(at(0, lr), ("method",))]
     on_seed0: dict[float, dict[str, RunResult]] = {}
-    for candidate in lrs:
+    for candidate in lrs if controls else ():
         config = at(0, candidate)
         if candidate != lr and "method" not in tracked_arms(runner.tracker, config):
             continue  # the method never completed here (given up after its retries): no control to derive
@@ -83,5 +86,11 @@ def confirm(runner: StageRunner, at: ConfigAt, lr: float, lrs: tuple[float, ...]
     chosen = {arm: min(on_seed0, key=lambda c: (-on_seed0[c][arm].metrics["val_acc_top1"], c)) for arm in controls}
     results[0].controls = [on_seed0[chosen[arm]][arm] for arm in controls]
     for seed in range(1, seeds):
-        results[seed].controls = [runner.controls_of(at(seed, chosen[arm]), (arm,))[arm] for arm in controls]
+        beside = tuple(arm for arm in controls if chosen[arm] == lr)
+        main = runner.arms_of(at(seed, lr), ("method", *beside))
+        found = {c.arm: c for c in main.controls}
+        found.update({arm: runner.controls_of(at(seed, chosen[arm]), (arm,))[arm]
+                      for arm in controls if arm not in beside})
+        main.controls = [found[arm] for arm in controls]
+        results.append(main)
     return results, chosen
