@@ -81,6 +81,8 @@ class Tracker:
         from mlflow import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter per process
+        # A trial that reuses a tracked seed copies its report from MLflow: no download bar per file in the log.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
         self.uri = uri or default_tracking_uri()
         self.options = options or TrackingOptions()
