@@ -22,7 +22,8 @@ PARAMS    ?=
 PLUGINS   ?=
 MODEL_OPTIONS ?=
 TRIALS    ?=
-WORKERS   ?= 1
+# Two one-thread workers train small models faster than one two-thread process: 2 where the cores allow it.
+WORKERS   ?= $(shell $(PYTHON) -c "import os; print(min(2, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))" 2>/dev/null || echo 1)
 STORAGE   ?=
 LOG_MODELS ?= 1
 # 1: go past the preflight's bounds (more than 10 seeds, more workers than CPU cores)

@@ -37,7 +37,7 @@ from bench.config import ExperimentConfig
 from bench.models import list_models, register_model
 from bench.plugins import load_plugins
 from bench.protocol import DEFAULT_PROTOCOL, Protocol
-from bench.protocols import get_protocol
+from bench.protocol_registry import get_protocol
 from bench.registry import UnknownNameError
 
 ModelLike = Union[str, Callable[..., nn.Module], nn.Module]

@@ -239,7 +239,7 @@ def summary_table(points: "pandas.DataFrame") -> "pandas.DataFrame":
 def protocol_caption(group: "pandas.DataFrame") -> str:
     """The protocol of one (experiment, protocol) group of runs, for titles: the built-in's caption when its
     hash matches, else its name and hash (a protocol changed by command-line flags)."""
-    from bench.protocols import all_protocols
+    from bench.protocol_registry import all_protocols
 
     name, digest = group["protocol"].iloc[0], group["protocol_hash"].iloc[0]
     first = group.iloc[0]

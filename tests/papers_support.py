@@ -83,7 +83,7 @@ def parsed_experiments(name: str, scale: str = "cpu") -> list[tuple[Any, Any]]:
     asserting that each runs under the paper's own protocol at that scale, with one thread."""
     from bench.cli import build_parser, sweep_from_args
     from bench.papers import experiments, list_papers
-    from bench.protocols import get_protocol
+    from bench.protocol_registry import get_protocol
 
     assert name in list_papers()
     parser = build_parser()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench import api
-from bench.protocols import get_protocol
+from bench.protocol_registry import get_protocol
 from bench.registry import UnknownNameError
 from examples.residual_plugin import ArrayDataModule, ResidualCNN
 from papers_support import scratch_store

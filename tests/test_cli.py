@@ -167,7 +167,7 @@ def test_one_run_end_to_end_through_the_cli(tmp_path):
 
 def test_compare_lists_one_study_per_variant_under_the_protocol(capsys):
     from bench.cli import main
-    from bench.compare import comparison_variants
+    from bench.comparison_studies import comparison_variants
 
     assert main(["compare", "--dataset", "digits", "--model", "mlp", "--seeds", "3", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

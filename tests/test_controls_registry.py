@@ -13,7 +13,7 @@ import methods
 from bench.controls import applicable_arms, get_control, line_styles, list_controls
 from bench.paths import REPO
 from bench.protocol import ProtocolError
-from bench.protocols import get_protocol
+from bench.protocol_registry import get_protocol
 
 TOY = '''
 import copy

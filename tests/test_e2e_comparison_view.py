@@ -38,7 +38,7 @@ def test_the_printed_comparison_link_charts_every_group(tmp_path):
         done = subprocess.run([sys.executable, "-m", "bench", "bench", "--method", method, "--dataset", "digits",
                                "--model", "mlp", "--model-option", f"widths={WIDTHS}", "--ratios", RATIOS, "--seeds", "2", "--epochs", "1",
                                "--finetune-epochs", "1", "--finetune-lr", "1e-2", "--storage", storage, "--quiet",
-                               "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+                               "--no-progress"], env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
         assert done.returncode == 0, done.stderr
     port = _free_port()
     servers = [_start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

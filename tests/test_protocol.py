@@ -18,7 +18,7 @@ from bench.config import ExperimentConfig
 from bench.figures import tidy_runs
 from bench.pipeline import load_data, run_experiment
 from bench.protocol import FAIR, QUICK, Protocol, ProtocolError
-from bench.protocols import get_protocol
+from bench.protocol_registry import get_protocol
 from bench.recipes import TrainRecipe
 from bench.sweep import SweepConfig, run_sweep
 from bench.tracking import Tracker

@@ -56,7 +56,7 @@ def test_headline_lines_say_the_answer_in_percent_and_points():
 
 def test_edge_rule_a_third_widens_every_side_chosen_and_prints_the_command():
     from bench.verdict.lr_grid import grid_brackets_optimum, widened_candidates
-    from bench.verdict.report import widen_lines
+    from bench.verdict.write import widen_lines
     from tests.test_verdict import _grid_runs
 
     # magnitude: 1 of 3 tuned cells at an edge (exactly a third): brackets

@@ -17,7 +17,7 @@ Sections (issue 10's numbering):
 The package, one file a job: ``settings`` (what to measure, the targets), ``timing`` (alternating arms), ``harness``
 (1), ``compress_cost`` (2), ``deployed`` (3), ``processes`` (4, and the child-process probe), ``trial_overhead`` (4,
 a sweep's per-trial overhead), ``round_cost`` (4, the rounds' fixed cost), ``memory`` (5), ``tracking_cost`` (6),
-``rows`` (the CSV), ``report``, ``plot`` and ``cli`` (``run`` and ``main``).
+``rows`` (the CSV), ``markdown_report``, ``plot`` and ``cli`` (``run`` and ``main``).
 
 Writes ``report.md``, ``speedup.png`` and ``benchmark_<torch>_t<threads>_<cpu>.csv`` (long format, one
 row per measured quantity) under ``--out`` (default ``results/benchmark``).

@@ -19,7 +19,7 @@ from bench.benchmark.harness import overhead
 from bench.benchmark.memory import memory
 from bench.benchmark.plot import plot
 from bench.benchmark.processes import time_commands
-from bench.benchmark.report import conditions, csv_name, report
+from bench.benchmark.markdown_report import conditions, csv_name, report
 from bench.benchmark.round_cost import round_cost
 from bench.benchmark.rows import Row, write_csv
 from bench.benchmark.settings import REPO, Settings

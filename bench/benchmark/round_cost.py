@@ -28,7 +28,7 @@ def rounds_config(settings: Settings, rounds: int):
     """SAP at 32x under ``fair`` with ``rounds`` rounds (the protocol's baseline, trained once and not timed: a
     shorter one can be refused as no better than chance on small data)."""
     from bench.config import ExperimentConfig
-    from bench.protocols import get_protocol
+    from bench.protocol_registry import get_protocol
 
     options = {"train_limit": settings.train_limit} if settings.train_limit else None
     return ExperimentConfig.for_protocol(get_protocol("fair"), lr=1e-2, dataset=settings.dataset,

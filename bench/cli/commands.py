@@ -15,7 +15,7 @@ from bench import api
 from bench.cli.configs import _progress, configs_from_args, sweep_from_args, tracking_options
 from bench.cli.parser import build_parser
 from bench.cli.values import UsageError, _int
-from bench.protocols import get_protocol
+from bench.protocol_registry import get_protocol
 
 Main = Callable[[Sequence[str]], int]  # the command line's entry point, ``bench.cli.main``
 UI_URL = "http://127.0.0.1:5000"  # where ``make ui`` serves the MLflow UI (its UI_PORT default)
@@ -96,7 +96,7 @@ def _print_answer(experiment: str, protocol, verdict: Path | None = None) -> Non
     print(headline_text(chosen) if chosen is not None else "- nothing to rank: no run was tracked")
     if chosen is not None:
         from bench.verdict.lr_grid import widened_candidates
-        from bench.verdict.report import widen_lines
+        from bench.verdict.write import widen_lines
 
         for line in widen_lines(runs, widened_candidates(runs, chosen)):  # the edge rule's printed command
             print(line.replace("**", ""))
@@ -190,7 +190,7 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     """Run every study of the comparison (each validated like a ``bench`` command), then write its verdict."""
     import time
 
-    from bench.compare import comparison_variants, study_argvs
+    from bench.comparison_studies import comparison_variants, study_argvs
 
     api.data_name(args.dataset)
     api.model_name(args.model)

@@ -14,7 +14,7 @@ from bench.cli.values import (UsageError, _int, _positive_float, parse_model_opt
                               parse_ratio, parse_ratios)
 from bench.config import ExperimentConfig
 from bench.protocol import Protocol
-from bench.protocols import get_protocol
+from bench.protocol_registry import get_protocol
 from methods.common.params import parse_assignments
 
 

@@ -9,7 +9,7 @@ import methods
 from bench.models import list_models, model_origin
 from bench.preflight.resources import MAX_SEEDS
 from bench.protocol import DEFAULT_PROTOCOL, PROTOCOLS, SCALES, TUNINGS
-from bench.protocols import get_protocol, protocol_names
+from bench.protocol_registry import get_protocol, protocol_names
 from methods.common.params import describe
 
 

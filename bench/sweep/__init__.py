@@ -18,16 +18,16 @@ unreachable points are infeasible).
 Re-running the same command resumes: completed points are not repeated, failed or killed ones are retried
 (up to ``max_retries``), and points the method cannot reach are recorded once (an MLflow run of kind
 
-The package, one file a job: ``config`` (``SweepConfig``, ``SweepSummary``), ``reach`` (a TPE range clipped to
+The package, one file a job: ``plan`` (``SweepConfig``, ``GridPoint``, ``SweepSummary``), ``reach`` (a TPE range clipped to
 what the method reaches), ``objective`` (one trial on every seed; the sampler and its constraint), ``grid``
 (claiming missing grid points), ``workers`` (the worker loop and spawned workers), ``progress`` (messages and
-the bar), ``records`` (the parent run, the study's note, the Pareto front) and ``run`` (``run_sweep``).
+the bar), ``study_record`` (the parent run, the study's note, the Pareto front), ``stages`` (what a tune, confirm or every-seed point trains), ``front`` (the measured points' Pareto front) and ``run`` (``run_sweep``).
 """
-from bench.sweep.config import DEFAULT_RATIOS, SweepConfig, SweepSummary
+from bench.sweep.plan import DEFAULT_RATIOS, SweepConfig, SweepSummary
 from bench.sweep.objective import Objective, ratio_constraint
 from bench.sweep.progress import SweepProgress
 from bench.sweep.reach import reachable_range
-from bench.sweep.records import study_note
+from bench.sweep.study_record import study_note
 from bench.sweep.run import run_sweep
 from bench.sweep.workers import worker_loop
 

@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 from bench.studies import study_lock
-from bench.sweep.config import GridPoint, SweepConfig
+from bench.sweep.plan import GridPoint, SweepConfig
 from bench.sweep.objective import Objective
 from bench.sweep.progress import _state_counts
 

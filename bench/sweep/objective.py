@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import _frozen, settings_label
-from bench.sweep.config import SweepConfig
+from bench.sweep.plan import SweepConfig
 from bench.sweep.stages import StageRunner, confirm, every_seed, tune
 
 # What every seed's method run logs (``bench.records``) and every trial holds, one per seed.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from bench.sweep.config import SweepConfig
+from bench.sweep.plan import SweepConfig
 from bench.sweep.front import pareto_front
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from bench.sweep.config import SweepConfig
+from bench.sweep.plan import SweepConfig
 from bench.sweep.progress import _log
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from bench.chosen_tags import mark_chosen
 from bench.studies import OBJECTIVES, make_storage, study_lock
-from bench.sweep.config import SweepConfig, SweepSummary
+from bench.sweep.plan import SweepConfig, SweepSummary
 from bench.sweep.grid import _missing_grid_points
 from bench.sweep.objective import _make_sampler, worker_id
 from bench.sweep.progress import SweepProgress, _log, _state_counts
 from bench.sweep.reach import reachable_range
-from bench.sweep.records import _log_pareto, _parent_run, _save_note, _summarise
+from bench.sweep.study_record import _log_pareto, _parent_run, _save_note, _summarise
 from bench.sweep.workers import _run_workers, _wait_for_running, end_interrupted
 
 

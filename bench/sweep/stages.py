@@ -1,4 +1,4 @@
-"""What one grid point trains, by stage (``bench.sweep.config.GridPoint``): every seed with every arm (``all``),
+"""What one grid point trains, by stage (``bench.sweep.plan.GridPoint``): every seed with every arm (``all``),
 the method alone on seed 0 (``tune``), or the configuration seed 0 chose run on every seed with the controls
 (``confirm``), each control's lr chosen on seed 0 over the same candidates. Each returns one method result per
 seed, its controls attached; runs already tracked are found again, never trained twice.

@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable
 
 from bench.studies import make_storage
-from bench.sweep.config import SweepConfig
+from bench.sweep.plan import SweepConfig
 from bench.sweep.grid import _claim_and_run, _waiting_on_tuning
 from bench.sweep.objective import Objective, _make_sampler
 from bench.sweep.progress import SweepProgress, _report_trial, _state_counts

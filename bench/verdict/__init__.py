@@ -20,7 +20,7 @@ Accuracies and differences are fractions in [0, 1] in the frames; ``to_markdown`
 The package, one file a job: ``selection``, ``paired`` (per-seed accuracy, the interval), ``table`` (with the
 ``unreachable`` rows), ``controls``, ``lr_grid`` and ``cross_recipe`` (the checks), ``headline`` (the answer at
 each ratio), ``markdown`` and
-``compact`` (how tables print), ``figure`` (the accuracy drop) and ``report`` (``write_verdict``); ``values`` (missing, lr).
+``compact`` (how tables print), ``figure`` (the accuracy drop) and ``write`` (``write_verdict``), ``settings`` (tuned vs defaults), ``agreement`` (cheap vs exhaustive tuning); ``values`` (missing, lr).
 """
 from bench.verdict.compact import compact_table
 from bench.verdict.controls import against_own_controls, control_reference
@@ -31,7 +31,7 @@ from bench.verdict.lr_grid import (EDGE_THRESHOLD, grid_brackets_optimum, lr_edg
                                    widened_candidates)
 from bench.verdict.markdown import to_markdown
 from bench.verdict.paired import PairedDiff, paired_interval
-from bench.verdict.report import write_verdict
+from bench.verdict.write import write_verdict
 from bench.verdict.selection import SELECT_KEYS, TUNED_KINDS, select_on_validation
 from bench.verdict.table import POINT_KEYS, VERDICT_COLUMNS, verdict_table
 from bench.verdict.values import MISSING

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.config import settings_label
-from bench.sweep.config import SweepConfig, SweepSummary
+from bench.sweep.plan import SweepConfig, SweepSummary
 from bench.sweep.front import measured_trials, pareto_front
 from bench.sweep.progress import _state_counts
 
