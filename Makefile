@@ -18,6 +18,9 @@ FINETUNE_LR ?=
 # seed0 (fair's: tune on seed 0, run the choice on the others) or every-seed (the exhaustive check)
 TUNING    ?=
 PARAMS    ?=
+# compare only: a subset of the methods, and (with it) the runs to compare them against (a runs.csv, or reference)
+METHODS   ?=
+AGAINST   ?=
 # Plugin modules that register methods, models or datasets (space-separated), and model builder options.
 PLUGINS   ?=
 MODEL_OPTIONS ?=
@@ -70,7 +73,8 @@ compare: setup data  ## every method and control under PROTOCOL on DATASET/MODEL
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(STORAGE),--storage $(STORAGE)) \
 		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(TUNING),--tuning $(TUNING)) \
 		$(if $(filter 0,$(LOG_MODELS)),--no-log-models) \
-		$(foreach p,$(PLUGINS),--plugin $(p)) $(if $(filter 1,$(ALLOW_LARGE)),--allow-large)
+		$(foreach p,$(PLUGINS),--plugin $(p)) $(if $(filter 1,$(ALLOW_LARGE)),--allow-large) \
+		$(if $(METHODS),--methods $(METHODS)) $(if $(AGAINST),--against $(AGAINST))
 
 test: setup  ## run the test suite (fetches Fashion-MNIST for the data tests)
 	$(BIN)/python -m bench fetch fashion-mnist

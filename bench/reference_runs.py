@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.paths import REPO
+
 FORMAT = 1
 _JSON_COLUMNS = ("method_params",)
 
@@ -68,3 +70,61 @@ def read_runs(path: Path) -> "pandas.DataFrame":
             frame[column] = [json.loads(v) if isinstance(v, str) else {} for v in frame[column]]
     frame.attrs["skipped_invalid"] = {}
     return frame
+
+
+# ---------------------------------------------------------------- a new method against the reference
+
+class ReferenceMismatch(ValueError):
+    """A reference that is not of this comparison (another dataset/model or protocol)."""
+
+
+def reference_file(protocol_label: str, dataset: str, model: str) -> Path:
+    """Where the shipped reference export of one comparison lives (``AGAINST=reference``)."""
+    return REPO / "results" / "reference" / protocol_label / f"{dataset}__{model}" / "runs.csv"
+
+
+def check_reference(ref: "pandas.DataFrame", experiment: str, protocol_label: str) -> None:
+    """Refuse a reference of another experiment or protocol (a verdict across protocols compares budgets, not
+    methods), naming both."""
+    found = sorted(set(ref["experiment"].dropna()))
+    if found != [experiment]:
+        raise ReferenceMismatch(f"the reference holds {', '.join(found) or 'no runs'}, not {experiment}; use the "
+                                f"reference of {experiment} or run the comparison there")
+    runs = ref[ref["kind"] != "baseline"]
+    labels = sorted({f"{p}-{h}" for p, h in zip(runs["protocol"], runs["protocol_hash"])})
+    if labels != [protocol_label]:
+        raise ReferenceMismatch(f"the reference was run under protocol {', '.join(labels)}, this comparison is "
+                                f"{protocol_label}: pick the same --protocol and budget flags, or a reference of "
+                                f"{protocol_label}")
+
+
+def baseline_mismatches(local: "pandas.DataFrame", ref: "pandas.DataFrame") -> list[str]:
+    """Seeds whose local dense baseline is not the reference's (by cache key and test accuracy), or that one
+    side lacks: where this list is not empty, local and reference arms cannot be paired on seed."""
+    def baselines(frame: "pandas.DataFrame") -> dict[int, tuple[str, float]]:
+        dense = frame[frame["kind"] == "baseline"]
+        return {int(s): (str(k), float(a)) for s, k, a in zip(dense["seed"], dense["baseline_key"], dense["acc_top1"])}
+
+    mine, theirs = baselines(local), baselines(ref)
+    out = []
+    for seed in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(seed), theirs.get(seed)
+        if a != b:
+            out.append(f"seed {seed}: local {a[0] + f' {a[1]:.4f}' if a else 'none'}, "
+                       f"reference {b[0] + f' {b[1]:.4f}' if b else 'none'}")
+    return out
+
+
+def with_reference(local: "pandas.DataFrame", ref: "pandas.DataFrame", mine: set[str]) -> "pandas.DataFrame":
+    """One comparison's runs: the local runs of the methods ``mine`` ran (every variant of them), the local dense
+    baselines and dense + fine-tune control, and the reference's runs of every other variant (column ``source``:
+    ``local`` or ``reference``). ``attrs["unpaired_sources"]`` is set when the dense baselines differ, so the
+    verdict compares local with reference arms by Welch's unpaired interval, and says so."""
+    import pandas as pd
+
+    own = local[local["method"].isin(mine) | local["kind"].isin(["baseline", "control"])]
+    others = ref[~ref["kind"].isin(["baseline", "control"]) & ~ref["method"].isin(mine)]
+    merged = pd.concat([own.assign(source="local"), others.assign(source="reference")], ignore_index=True)
+    merged.attrs["skipped_invalid"] = local.attrs.get("skipped_invalid", {})
+    merged.attrs["unpaired_sources"] = bool(baseline_mismatches(local, ref))
+    return merged

@@ -8,12 +8,13 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import datasets
 from bench import api
 from bench.cli.configs import _progress, configs_from_args, sweep_from_args, tracking_options
 from bench.cli.parser import build_parser
+from bench.cli.reference import load_against, merge_against
 from bench.cli.values import UsageError, _int
 from bench.protocol_registry import get_protocol
 
@@ -75,16 +76,17 @@ def _bench(sweep) -> int:
     return 0 if summary.complete and not summary.unfinished else 1
 
 
-def _print_answer(experiment: str, protocol, verdict: Path | None = None) -> None:
+def _print_answer(experiment: str, protocol, verdict: Path | None = None, runs: Any = None) -> None:
     """What a user reads off at the end of ``bench`` and ``compare``: at each ratio the best arm tracked under
-    this protocol (or its tie set) and its margin, where the results are, and the link that opens them."""
+    this protocol (or its tie set; ``runs``: these instead of the store's) and its margin, where the results
+    are, and the link that opens them."""
     from bench.config import results_dir
     from bench.figures import tidy_runs
     from bench.tracking import Tracker, default_tracking_uri
     from bench.verdict import headline_text, select_on_validation
 
     tracker = Tracker()
-    runs = tidy_runs(tracker)
+    runs = tidy_runs(tracker) if runs is None else runs
     if not runs.empty:
         runs = runs[(runs["experiment"] == experiment) & (runs["protocol"] == protocol.name)
                     & (runs["protocol_hash"] == protocol.hash)]
@@ -194,11 +196,13 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
 
     api.data_name(args.dataset)
     api.model_name(args.model)
-    get_protocol(args.protocol)
+    protocol = get_protocol(args.protocol).for_data(args.dataset, args.model)
+    protocol = protocol.with_overrides(**({"tuning": args.tuning} if args.tuning else {}))
     only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
     known = {m for m, _ in comparison_variants()}
     if only and not only <= known:
         raise UsageError(f"--methods: unknown {', '.join(sorted(only - known))}; choose from: {', '.join(sorted(known))}")
+    ref = load_against(args, protocol, only) if args.against else None
     extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
         + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
         + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else []) \
@@ -224,11 +228,12 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
 
     runs = tidy_runs(Tracker())
     runs = runs[runs["experiment"] == f"{args.dataset}/{args.model}"]
+    if ref is not None:  # the new method's runs beside the reference's
+        runs = merge_against(runs, ref, only)
     out = Path(args.out) if args.out else results_dir() / "figures"
     written = comparison_figures(runs, out)
-    protocol = get_protocol(args.protocol).for_data(args.dataset, args.model)
-    protocol = protocol.with_overrides(**({"tuning": args.tuning} if args.tuning else {}))
     verdict = out / f"{args.dataset}__{args.model}" / protocol.label / "verdict.md"
     print(f"wrote {len(written)} files under {out}")
-    _print_answer(f"{args.dataset}/{args.model}", protocol, verdict if verdict in written else None)
+    _print_answer(f"{args.dataset}/{args.model}", protocol, verdict if verdict in written else None,
+                  runs if ref is not None else None)
     return 0

@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--tuning", default=None, choices=TUNINGS,
                          help="override how configurations are tuned (seed0, fair's; every-seed: the exhaustive check)")
     compare.add_argument("--methods", default=None, help="a comma-separated subset of the methods")
+    compare.add_argument("--against", default=None, metavar="RUNS_CSV|reference",
+                         help="run only --methods and compare them with a comparison's runs as data (a runs.csv, or "
+                              "'reference': the one shipped for this dataset, model and protocol)")
     compare.add_argument("--storage", default=None, help="Optuna storage URL")
     compare.add_argument("--out", default=None, help="where the verdict goes (default results/figures)")
     compare.add_argument("--log-models", action=argparse.BooleanOptionalAction, default=True,

@@ -80,8 +80,12 @@ def run_sweep(cfg: SweepConfig) -> SweepSummary:
                 break
             _run_workers(cfg, tracking_uri, parent, study, bar)
             _wait_for_running(cfg, study, timeout=GRACE_SECONDS + 2 * HEARTBEAT_SECONDS)
-        # the UI's comparison view shows the runs the verdict keeps (``bench.chosen_tags``)
-        mark_chosen(tracker, f"{cfg.template.dataset}/{cfg.template.model}", cfg.template.protocol.hash)
+        # the UI's comparison view shows the runs the verdict keeps (``bench.chosen_tags``); a view tag that
+        # cannot be written is said, never a reason to fail a study whose every result is tracked
+        try:
+            mark_chosen(tracker, f"{cfg.template.dataset}/{cfg.template.model}", cfg.template.protocol.hash)
+        except Exception as e:  # noqa: BLE001 - any store error: the runs are safe, only the UI view is behind
+            _log(cfg, f"warning: the chosen tags of the comparison view were not updated ({type(e).__name__}: {e})")
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.verdict.paired import _per_seed, paired_interval
+from bench.verdict.paired import _per_seed, arm_difference, pairable
 
 HEADLINE_COLUMNS = ["experiment", "requested_ratio", "leader", "leader_mean", "n", "tie_set", "next", "next_mean",
                     "margin_mean", "margin_low", "margin_high"]
@@ -29,13 +29,13 @@ def headline(chosen: "pandas.DataFrame") -> "pandas.DataFrame":
     comp = chosen[(chosen["kind"] == "compressed") & chosen["acc_top1"].notna()]
     rows: list[dict[str, Any]] = []
     for (exp, ratio), g in comp.groupby(["experiment", "requested_ratio"], sort=True):
-        arms = {_label(v, a): _per_seed(p) for (v, a), p in g.groupby(["variant", "arm"], sort=True)}
+        rows_of = {_label(v, a): p for (v, a), p in g.groupby(["variant", "arm"], sort=True)}
+        arms = {k: _per_seed(p) for k, p in rows_of.items()}
         order = sorted(arms, key=lambda k: (-round(float(arms[k].mean()), 10), k))
         leader = order[0]
         ties, outside = [leader], []
         for other in order[1:]:
-            common = arms[leader].index.intersection(arms[other].index)
-            diff = paired_interval((arms[leader][common] - arms[other][common]).tolist())
+            diff = arm_difference(arms[leader], arms[other], pairable(chosen, rows_of[leader], rows_of[other]))
             if diff.verdict == "better":
                 outside.append((other, diff))
             else:

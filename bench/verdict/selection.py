@@ -49,6 +49,7 @@ def select_on_validation(runs: "pandas.DataFrame") -> "pandas.DataFrame":
     out = pd.concat([chosen, unreachable], ignore_index=True) if len(unreachable) else chosen
     out = out.sort_values(SELECT_KEYS, kind="mergesort").reset_index(drop=True)
     out.attrs["skipped_invalid"] = skipped
+    out.attrs["unpaired_sources"] = runs.attrs.get("unpaired_sources", False)  # ``bench.reference_runs``
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.verdict.paired import _per_seed, paired_interval
+from bench.verdict.paired import _per_seed, arm_difference, pairable
 from bench.verdict.unreachable import _unreachable_rows
 from bench.verdict.values import _short_lr
 
@@ -40,10 +40,13 @@ def _point_row(key: tuple, group: "pandas.DataFrame") -> dict[str, Any]:
 
 
 def _add_reference(table: "pandas.DataFrame", comp: "pandas.DataFrame", reference: str) -> None:
-    """diff_* and vs_reference: each measured row against the reference's method arm, paired on seed."""
-    refs = {(e, r): _per_seed(g) for (e, r), g in
-            comp[(comp["variant"] == reference) & (comp["arm"] == "method")].groupby(["experiment", "requested_ratio"])}
-    points = {k: _per_seed(g) for k, g in comp.groupby(POINT_KEYS, sort=False)}
+    """diff_* and vs_reference: each measured row against the reference's method arm, paired on seed (Welch's
+    unpaired interval, said so, between local and reference runs whose dense baselines differ)."""
+    ref_rows = {(e, r): g for (e, r), g in
+                comp[(comp["variant"] == reference) & (comp["arm"] == "method")].groupby(["experiment", "requested_ratio"])}
+    refs = {k: _per_seed(g) for k, g in ref_rows.items()}
+    groups = dict(iter(comp.groupby(POINT_KEYS, sort=False)))
+    points = {k: _per_seed(g) for k, g in groups.items()}
     for i, row in table.iterrows():
         key = tuple(row[k] for k in POINT_KEYS)
         if key not in points:
@@ -54,11 +57,10 @@ def _add_reference(table: "pandas.DataFrame", comp: "pandas.DataFrame", referenc
         elif ref is None:
             table.at[i, "vs_reference"] = "n/a (no reference)"
         else:
-            own = points[key]
-            common = own.index.intersection(ref.index)
-            diff = paired_interval((own[common] - ref[common]).tolist())
+            paired = pairable(comp, groups[key], ref_rows[(row["experiment"], row["requested_ratio"])])
+            diff = arm_difference(points[key], ref, paired)
             table.loc[i, ["diff_mean", "diff_low", "diff_high"]] = [diff.mean, diff.low, diff.high]
-            table.at[i, "vs_reference"] = diff.verdict
+            table.at[i, "vs_reference"] = diff.verdict + ("" if paired else " (unpaired: Welch)")
 
 
 def _add_rank(table: "pandas.DataFrame") -> "pandas.DataFrame":
