@@ -246,7 +246,10 @@ def protocol_caption(group: "pandas.DataFrame") -> str:
     candidates = [q for p in all_protocols() for q in (p, p.for_data(str(first["dataset"]), str(first["model"])))]
     known = next((q for q in candidates if q.name == name and q.hash == digest), None)
     if known is not None:
-        return known.caption()
+        # the plan's lr candidates are not part of the hash: say which ones these runs were tuned over
+        run = sorted(group.loc[group["kind"] == "compressed", "lr"].dropna().unique()) if "lr" in group else []
+        widened = run and tuple(float(lr) for lr in run) != tuple(known.lr_candidates)
+        return known.caption() + (f"; lr candidates run: {'/'.join(f'{lr:g}' for lr in run)}" if widened else "")
     if name == "legacy":
         return "pre-protocol runs (fixed 2-epoch fine-tune; budgets differ by method family)"
     return f"protocol {name}-{digest} (a variant of {name}; its settings are the runs' protocol.* params)"
