@@ -17,6 +17,8 @@ FINETUNE_EPOCHS ?=
 FINETUNE_LR ?=
 # seed0 (fair's: tune on seed 0, run the choice on the others) or every-seed (the exhaustive check)
 TUNING    ?=
+# how many of each method's own settings candidates are tuned (1: the defaults only)
+SETTINGS  ?=
 PARAMS    ?=
 # compare only: a subset of the methods, and (with it) the runs to compare them against (a runs.csv, or reference)
 METHODS   ?=
@@ -43,7 +45,7 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: METHOD=$(METHOD) DATASET=$(DATASET) MODEL=$(MODEL) PROTOCOL=$(PROTOCOL) (fair|quick) WORKERS=$(WORKERS) PARAMS='k=v ...'"
-	@echo "  overrides of the protocol (unset: the protocol's): RATIOS=2,4,... SEEDS=n EPOCHS=n FINETUNE_EPOCHS=n FINETUNE_LR=a,b TUNING=seed0|every-seed"
+	@echo "  overrides of the protocol (unset: the protocol's): RATIOS=2,4,... SEEDS=n EPOCHS=n FINETUNE_EPOCHS=n FINETUNE_LR=a,b TUNING=seed0|every-seed SETTINGS=n"
 	@echo "  LOG_MODELS=0: no MLflow logged models (a smaller store for huge sweeps); ALLOW_LARGE=1: past the seed/worker bounds"
 	@echo "  PLUGINS='module ...': import plugin modules first (their methods, models, datasets); MODEL_OPTIONS='k=v ...'"
 
@@ -63,7 +65,7 @@ bench: setup data  ## Optuna study of METHOD under PROTOCOL: grid over its ratio
 	$(BIN)/python -m bench bench --method $(METHOD) --dataset $(DATASET) --model $(MODEL) --protocol $(PROTOCOL) \
 		--workers $(WORKERS) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(SEEDS),--seeds $(SEEDS)) \
 		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FINETUNE_EPOCHS),--finetune-epochs $(FINETUNE_EPOCHS)) \
-		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(TUNING),--tuning $(TUNING)) \
+		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(TUNING),--tuning $(TUNING)) $(if $(SETTINGS),--settings $(SETTINGS)) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STORAGE),--storage $(STORAGE)) $(foreach p,$(PARAMS),--param $(p)) \
 		$(foreach p,$(PLUGINS),--plugin $(p)) $(foreach o,$(MODEL_OPTIONS),--model-option $(o)) \
 		$(if $(filter 0,$(LOG_MODELS)),--no-log-models) $(if $(filter 1,$(ALLOW_LARGE)),--allow-large)
@@ -71,7 +73,7 @@ bench: setup data  ## Optuna study of METHOD under PROTOCOL: grid over its ratio
 compare: setup data  ## every method and control under PROTOCOL on DATASET/MODEL (SEEDS, RATIOS, FINETUNE_LR, WORKERS), then its verdict
 	$(BIN)/python -m bench compare --dataset $(DATASET) --model $(MODEL) --protocol $(PROTOCOL) --workers $(WORKERS) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(RATIOS),--ratios $(RATIOS)) $(if $(STORAGE),--storage $(STORAGE)) \
-		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(TUNING),--tuning $(TUNING)) \
+		$(if $(FINETUNE_LR),--finetune-lr $(FINETUNE_LR)) $(if $(TUNING),--tuning $(TUNING)) $(if $(SETTINGS),--settings $(SETTINGS)) \
 		$(if $(filter 0,$(LOG_MODELS)),--no-log-models) \
 		$(foreach p,$(PLUGINS),--plugin $(p)) $(if $(filter 1,$(ALLOW_LARGE)),--allow-large) \
 		$(if $(METHODS),--methods $(METHODS)) $(if $(AGAINST),--against $(AGAINST))

@@ -197,7 +197,8 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     api.data_name(args.dataset)
     api.model_name(args.model)
     protocol = get_protocol(args.protocol).for_data(args.dataset, args.model)
-    protocol = protocol.with_overrides(**({"tuning": args.tuning} if args.tuning else {}))
+    protocol = protocol.with_overrides(**({"tuning": args.tuning} if args.tuning else {}),
+                                       **({"settings": _int(args.settings, "--settings", 1)} if args.settings else {}))
     only = {m.strip() for m in args.methods.split(",") if m.strip()} if args.methods else None
     known = {m for m, _ in comparison_variants()}
     if only and not only <= known:
@@ -206,7 +207,7 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
         + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
         + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else []) \
-        + (["--tuning", args.tuning] if args.tuning else []) \
+        + (["--tuning", args.tuning] if args.tuning else []) + (["--settings", args.settings] if args.settings else []) \
         + ([] if args.log_models else ["--no-log-models"]) + [a for p in args.plugin for a in ("--plugin", p)] \
         + (["--allow-large"] if getattr(args, "allow_large", False) else [])
     argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)

@@ -35,6 +35,8 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
         changes["lr_candidates"] = tuple(_positive_float(p, "--finetune-lr") for p in parts)
     if getattr(args, "tuning", None) is not None:
         changes["tuning"] = args.tuning
+    if getattr(args, "settings", None) is not None:
+        changes["settings"] = _int(args.settings, "--settings", 1)
     if getattr(args, "ratios", None) is not None:
         changes["ratios"] = parse_ratios(args.ratios)
     if getattr(args, "seeds", None) is not None:

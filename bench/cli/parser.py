@@ -73,6 +73,9 @@ def _experiment_args(p: argparse.ArgumentParser, ratio_flag: bool) -> None:
                    help="override how the protocol tunes configurations: seed0 (every configuration on seed 0, the "
                         "choice run on the other seeds: fair's) or every-seed (every configuration on every seed, "
                         "each choosing its own: the exhaustive check of the cheap rule)")
+    p.add_argument("--settings", default=None,
+                   help="override how many of each method's own settings candidates are tuned (1: the defaults "
+                        "only; with --tuning every-seed, the protocol before settings were tuned)")
     p.add_argument("--train-limit", default=None, help="use only the first N training images (quick runs)")
     p.add_argument("--threads", default=None, help="torch threads for this process")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (GPU where present), cpu, gpu")
@@ -137,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="learning-rate candidates (comma-separated) for every method, e.g. to widen the grid")
     compare.add_argument("--tuning", default=None, choices=TUNINGS,
                          help="override how configurations are tuned (seed0, fair's; every-seed: the exhaustive check)")
+    compare.add_argument("--settings", default=None,
+                         help="override how many of each method's settings candidates are tuned (1: defaults only)")
     compare.add_argument("--methods", default=None, help="a comma-separated subset of the methods")
     compare.add_argument("--against", default=None, metavar="RUNS_CSV|reference",
                          help="run only --methods and compare them with a comparison's runs as data (a runs.csv, or "
