@@ -170,3 +170,20 @@ def test_the_verdict_selects_exhaustive_runs_both_ways_and_names_what_differs(tm
     assert cells["diff_mean"].iloc[0] == pytest.approx(-0.02 / 3)
     text = write_verdict(runs, tmp_path, "planted")[0].read_text()
     assert "## Cheap vs exhaustive tuning" in text and "1 of 1 ratios" in text
+
+
+def test_the_earlier_fair_is_one_flag_pair_away():
+    """TUNING=every-seed SETTINGS=1 is fair before it tuned each method's settings: the same hash, so its runs
+    and the earlier published verdict are found again; a bad --settings is one line."""
+    from bench.cli import build_parser
+    from bench.cli.configs import protocol_from_args
+    from bench.cli.values import UsageError
+
+    def label(*flags: str) -> str:
+        args = build_parser().parse_args(["bench", "--method", "magnitude", "--dataset", "mnist-5k", *flags])
+        return protocol_from_args(args).label
+
+    assert label("--tuning", "every-seed", "--settings", "1") == "fair-0e15c0980a"
+    assert label() == FAIR.label != label("--settings", "1")
+    with pytest.raises(UsageError, match="--settings"):
+        label("--settings", "0")
