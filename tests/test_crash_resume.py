@@ -36,8 +36,11 @@ def _trials(results: Path) -> list:
 def _start_and_interrupt(results: Path, sig: int, workers: int = 1) -> tuple[subprocess.Popen, str]:
     """Start the sweep and send ``sig`` to its process group (as a terminal's Ctrl-C does: the main process and
     every worker) once one trial is complete and another is fine-tuning inside its run."""
+    # A terminal's foreground job takes Ctrl-C; a process started from a background job (`cmd &` in a script,
+    # nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: restore the default.
     proc = subprocess.Popen(COMMAND + ["--workers", str(workers)], cwd=REPO, env=_env(results),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and proc.poll() is None:
         try:
