@@ -56,7 +56,8 @@ class Objective:
         self.method_cls = methods.get(cfg.template.method)
         self.artifacts = None
         self.on_point: Any = None  # called with (trial number, ratio, lr) when a trial starts
-        self.on_claimed: Any = None  # called first thing in a trial: a grid worker's claim is complete
+        self.on_claimed: Any = None  # called once the trial names its worker: a grid worker's claim is complete
+        self.on_owned: Any = None  # called then too: a Ctrl-C deferred while claiming may now fail the trial
 
     def __call__(self, trial: Any) -> tuple[float, float]:
         import optuna
@@ -65,10 +66,12 @@ class Objective:
         from bench.controls import applicable_arms
         from bench.pipeline import record_unreachable
 
-        if self.on_claimed is not None:
-            self.on_claimed()
         # Who runs it: after a Ctrl-C the main process fails the trials its own dead workers left RUNNING.
         trial.set_user_attr("worker", worker_id())
+        if self.on_claimed is not None:
+            self.on_claimed()
+        if self.on_owned is not None:
+            self.on_owned()
         cfg = self.cfg
         settings, stage = 0, "all"
         if cfg.mode == "grid":
