@@ -60,7 +60,8 @@ def tidy_runs(tracker: Any | None = None, experiments: list[str] | None = None) 
     ``variant`` and ``lr`` tags — never by comparing their parameters with today's method defaults, so a
     changed default cannot relabel old runs. Runs from before protocols existed have protocol ``legacy``.
 
-    Runs tagged ``invalid`` (known to be wrong, ``bench.validity``: FAILED with the reason) are left out whatever
+    Runs of kind ``reference`` (a reference's runs logged here by ``compare --against``) are not this store's
+    results and are left out. Runs tagged ``invalid`` (known to be wrong, ``bench.validity``: FAILED with the reason) are left out whatever
     their status, and counted: ``attrs["skipped_invalid"]`` maps each experiment to {reason: runs skipped}.
     """
     import pandas as pd
@@ -75,6 +76,8 @@ def tidy_runs(tracker: Any | None = None, experiments: list[str] | None = None) 
     if "tags.invalid" in df:
         df = df[df["tags.invalid"].isna()]
     df = df[df["status"] == "FINISHED"].copy()
+    if "tags.kind" in df:  # copies of another store's runs (``bench.reference_import``): never local results
+        df = df[df["tags.kind"] != "reference"]
     df.attrs["skipped_invalid"] = skipped
     if df.empty:
         return df

@@ -115,6 +115,13 @@ def baseline_mismatches(local: "pandas.DataFrame", ref: "pandas.DataFrame") -> l
     return out
 
 
+def reference_arms(ref: "pandas.DataFrame", mine: set[str]) -> "pandas.DataFrame":
+    """The reference's runs a comparison of ``mine`` against it takes as they are: every method arm and control
+    arm of the other methods, and their unreachable points (the dense baselines and dense + fine-tune control
+    are the local ones; a study's parent run holds no result)."""
+    return ref[ref["kind"].isin(["compressed", "unreachable"]) & ~ref["method"].isin(mine)]
+
+
 def with_reference(local: "pandas.DataFrame", ref: "pandas.DataFrame", mine: set[str]) -> "pandas.DataFrame":
     """One comparison's runs: the local runs of the methods ``mine`` ran (every variant of them), the local dense
     baselines and dense + fine-tune control, and the reference's runs of every other variant (column ``source``:
@@ -123,7 +130,7 @@ def with_reference(local: "pandas.DataFrame", ref: "pandas.DataFrame", mine: set
     import pandas as pd
 
     own = local[local["method"].isin(mine) | local["kind"].isin(["baseline", "control"])]
-    others = ref[~ref["kind"].isin(["baseline", "control"]) & ~ref["method"].isin(mine)]
+    others = reference_arms(ref, mine)
     merged = pd.concat([own.assign(source="local"), others.assign(source="reference")], ignore_index=True)
     merged.attrs["skipped_invalid"] = local.attrs.get("skipped_invalid", {})
     merged.attrs["unpaired_sources"] = bool(baseline_mismatches(local, ref))

@@ -11,6 +11,7 @@ torch.set_num_threads(1)  # tests run in parallel with nothing else; keep them c
 
 import datasets  # noqa: E402
 import examples.residual_plugin  # noqa: E402,F401  (registers residual-cnn and digits-datamodule)
+import examples.taylor_score  # noqa: E402,F401  (registers taylor: a plugin method held to every method's contract)
 from bench.models import create_model  # noqa: E402
 from bench.recipes import TrainRecipe  # noqa: E402
 from bench.training import fit  # noqa: E402

@@ -171,10 +171,11 @@ def test_compare_lists_one_study_per_variant_under_the_protocol(capsys):
 
     assert main(["compare", "--dataset", "digits", "--model", "mlp", "--seeds", "3", "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == len(comparison_variants()) == 8  # 7 methods at their defaults, and random pruning
+    # 7 built-in methods at their defaults, random pruning, and the example plugin the tests register (taylor)
+    assert len(lines) == len(comparison_variants()) == 9
     assert all(" --protocol fair " in line and "--seeds 3" in line for line in lines)
     assert {line.split("--method ")[1].split()[0] for line in lines} == {
-        "magnitude", "rate-distortion", "coreset", "multihash", "lma", "lq", "sap"}
+        "magnitude", "rate-distortion", "coreset", "multihash", "lma", "lq", "sap", "taylor"}
 
 
 def test_compare_refuses_an_unknown_method_with_one_line(capsys):

@@ -70,3 +70,29 @@ def test_a_file_of_another_format_is_refused_in_one_line(tmp_path):
                           env={"COMPRESSION_BENCH_RESULTS": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_reference_imported_into_the_store_is_kind_reference_never_a_local_result_and_only_once(tmp_path):
+    from bench.reference_import import import_reference
+    from bench.reference_runs import reference_arms
+
+    ref = read_runs(REPO / "results" / "reference" / "fair-07ebf9f85d" / "mnist-5k__lenet300" / "runs.csv")
+    arms = reference_arms(ref, {"sap"})
+    assert not (arms["method"] == "sap").any() and set(arms["kind"]) <= {"compressed", "unreachable"}
+    rows = arms.groupby("kind").head(12)  # both kinds, few enough to log quickly
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert import_reference(tracker, rows, "results/reference/x/runs.csv") == len(rows)
+    assert import_reference(tracker, ref[ref["run_id"].isin(rows["run_id"])], "again") == 0  # nothing twice
+    logged = tracker.runs_frame(["mnist-5k/lenet300"])
+    assert len(logged) == len(rows) and set(logged["tags.kind"]) == {"reference"}
+    assert set(logged["status"]) == {"FINISHED"}
+    assert logged["tags.run_name" if "tags.run_name" in logged else "tags.mlflow.runName"].str.startswith(
+        "reference · ").all()
+    by_original = logged.set_index("tags.reference_run_id")
+    for row in rows.itertuples():
+        copy = by_original.loc[row.run_id]
+        assert copy["tags.reference_kind"] == row.kind and copy["tags.method"] == row.method
+        assert copy["tags.protocol_hash"] == row.protocol_hash and int(copy["tags.seed"]) == row.seed
+        if pd.notna(row.acc_top1):
+            assert copy["metrics.acc_top1"] == row.acc_top1
+    assert tidy_runs(tracker).empty  # another store's runs: never in a local verdict, export or chosen tag

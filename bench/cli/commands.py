@@ -230,7 +230,7 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     runs = tidy_runs(Tracker())
     runs = runs[runs["experiment"] == f"{args.dataset}/{args.model}"]
     if ref is not None:  # the new method's runs beside the reference's
-        runs = merge_against(runs, ref, only)
+        runs = merge_against(runs, ref, only, ref.attrs["source"])
     out = Path(args.out) if args.out else results_dir() / "figures"
     written = comparison_figures(runs, out)
     verdict = out / f"{args.dataset}__{args.model}" / protocol.label / "verdict.md"

@@ -13,6 +13,7 @@ def load_against(args: argparse.Namespace, protocol: Any, only: set[str] | None)
     """The reference ``--against`` names (a runs.csv, or ``reference``: the shipped one of this dataset, model
     and protocol), checked against this comparison; fills in ``--seeds`` and ``--ratios`` from it when unset, so
     the new method runs on the reference's points. Every refusal is one line, before anything is written."""
+    from bench.paths import REPO
     from bench.reference_runs import (ReferenceFormatError, ReferenceMismatch, check_reference, read_runs,
                                       reference_file)
 
@@ -28,6 +29,8 @@ def load_against(args: argparse.Namespace, protocol: Any, only: set[str] | None)
         check_reference(ref, f"{args.dataset}/{args.model}", protocol.label)
     except (ReferenceFormatError, ReferenceMismatch) as e:
         raise UsageError(str(e)) from None
+    where = path.resolve()
+    ref.attrs["source"] = str(where.relative_to(REPO) if where.is_relative_to(REPO) else where)
     comp = ref[ref["kind"] == "compressed"]
     if args.seeds is None:
         args.seeds = str(int(comp["seed"].nunique()))
@@ -36,12 +39,19 @@ def load_against(args: argparse.Namespace, protocol: Any, only: set[str] | None)
     return ref
 
 
-def merge_against(runs: "pandas.DataFrame", ref: "pandas.DataFrame", only: set[str]) -> "pandas.DataFrame":
-    """The local runs of the methods just run beside the reference's runs of the others; says whether seeds
-    can be paired (the same dense baselines) or why not."""
-    from bench.reference_runs import baseline_mismatches, with_reference
+def merge_against(runs: "pandas.DataFrame", ref: "pandas.DataFrame", only: set[str], source: str) -> "pandas.DataFrame":
+    """The local runs of the methods just run beside the reference's runs of the others, which are also logged
+    into the local MLflow store as runs of kind ``reference`` (the UI then shows the whole comparison); says
+    whether seeds can be paired (the same dense baselines) or why not."""
+    from bench.reference_import import KIND, import_reference
+    from bench.reference_runs import baseline_mismatches, reference_arms, with_reference
+    from bench.tracking import Tracker, default_tracking_uri
 
     merged = with_reference(runs, ref, only)
+    arms = reference_arms(ref, only)
+    logged = import_reference(Tracker(), arms, source)
+    print(f"the reference's {len(arms)} runs of the other methods are in the MLflow store ({default_tracking_uri()}) "
+          f"as runs of kind '{KIND}' ({logged} logged now, {len(arms) - logged} there before)", flush=True)
     mismatched = baseline_mismatches(runs, ref)
     if mismatched:
         print("the local dense baselines differ from the reference's (" + "; ".join(mismatched) + "): local and "
