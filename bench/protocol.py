@@ -51,6 +51,16 @@ REWINDS = ("none", "init")
 # and selects per seed; ``seed0`` trains every configuration on seed 0 only, selects there, and runs the chosen
 # configuration (and each control at its own chosen lr) on the other seeds, which never take part in selection.
 TUNINGS = ("every-seed", "seed0")
+# How a configuration is chosen among candidates, in order: the best validation accuracy, then (an exact tie) the
+# smaller lr, then the earlier settings candidate. One rule for the sweep (``bench.sweep.grid``, which opens a
+# ratio's confirm trial) and the verdict (``bench.verdict.selection``, which reads the tracked runs): (column, the
+# smaller value first?).
+CHOICE_ORDER = (("val_acc_top1", False), ("lr", True), ("settings_rank", True))
+
+
+def choice_key(values: dict[str, float]) -> tuple[float, ...]:
+    """``CHOICE_ORDER`` as a sort key over a candidate's ``values`` (by column): the chosen one has the smallest."""
+    return tuple(values[column] if ascending else -values[column] for column, ascending in CHOICE_ORDER)
 
 MethodRecipe = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # ((method, ((param, value), ...)), ...)
 

@@ -14,6 +14,7 @@ import pytest
 from bench.paths import REPO
 from bench.reference_runs import read_runs
 
+NEW = ["--methods", "taylor", "--plugin", "examples.taylor_score"]  # the worked example: a method as a plugin
 PLAN = ["--dataset", "digits", "--model", "lenet300", "--protocol", "fair", "--finetune-lr", "1e-2,3e-2",
         "--workers", "1"]
 
@@ -41,16 +42,20 @@ def _verdict(results: Path) -> pd.DataFrame:
 
 
 def test_only_the_new_method_trains_and_the_reference_rows_are_its_own(tmp_path, reference):
-    done = _bench(tmp_path, "compare", *PLAN, "--methods", "sap", "--against", str(reference))
+    done = _bench(tmp_path, "compare", *PLAN, *NEW, "--against", str(reference))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "differences are paired on seed" in done.stdout  # the same dense baselines, seed by seed
     local = read_runs(next(tmp_path.glob("figures/digits__lenet300/fair-*/runs.csv")))
-    assert set(local.loc[local["source"] == "local", "method"]) >= {"sap"}
+    assert set(local.loc[local["source"] == "local", "method"]) >= {"taylor"}
     trained = subprocess.run([sys.executable, "-c", "from bench.figures import tidy_runs; from bench.tracking import "
-                              "Tracker; r = tidy_runs(Tracker()); print(sorted(set(r.loc[r.kind == 'compressed', "
-                              "'method'])))"], cwd=REPO, capture_output=True, text=True,
-                             env={**os.environ, "COMPRESSION_BENCH_RESULTS": str(tmp_path)}).stdout
-    assert trained.strip() == "['sap']"  # the reference's methods are never trained again
+                              "Tracker; t = Tracker(); r = tidy_runs(t); print(sorted(set(r.loc[r.kind == 'compressed', "
+                              "'method']))); f = t.runs_frame(None, \"tags.kind = 'reference'\"); "
+                              "print(sorted(f['tags.reference_run_id']))"], cwd=REPO, capture_output=True, text=True,
+                             env={**os.environ, "COMPRESSION_BENCH_RESULTS": str(tmp_path)}).stdout.splitlines()
+    assert trained[0] == "['taylor']"  # the reference's methods are never trained again
+    theirs_runs = read_runs(reference)
+    # ... but are in the local store, as runs of kind reference: each compressed run of the reference's methods
+    assert trained[1] == str(sorted(theirs_runs.loc[theirs_runs["kind"] == "compressed", "run_id"]))
     ours, theirs = _verdict(tmp_path), pd.read_csv(reference.parent / "verdict.csv")
     keys = ["requested_ratio", "variant", "arm"]
     mag = ours[ours["variant"].str.startswith("magnitude")].set_index(keys).sort_index()
@@ -58,7 +63,7 @@ def test_only_the_new_method_trains_and_the_reference_rows_are_its_own(tmp_path,
     assert list(mag.index) == list(ref.index)
     pd.testing.assert_frame_equal(mag[["n", "acc_mean", "acc_std", "acc_points", "lr_chosen", "settings_chosen"]],
                                   ref[["n", "acc_mean", "acc_std", "acc_points", "lr_chosen", "settings_chosen"]])
-    assert set(ours["variant"]) >= {"sap", "magnitude"}
+    assert set(ours["variant"]) >= {"taylor", "magnitude"}
 
 
 def test_other_baselines_switch_to_an_unpaired_interval_and_say_so(tmp_path, reference):
@@ -68,12 +73,12 @@ def test_other_baselines_switch_to_an_unpaired_interval_and_say_so(tmp_path, ref
     from bench.reference_runs import export_runs
 
     path = export_runs(tampered, tmp_path / "elsewhere" / "runs.csv")
-    done = _bench(tmp_path / "local", "compare", *PLAN, "--methods", "sap", "--against", str(path))
+    done = _bench(tmp_path / "local", "compare", *PLAN, *NEW, "--against", str(path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Welch's unpaired interval" in done.stdout
     verdict = _verdict(tmp_path / "local")
-    sap = verdict[(verdict["variant"] == "sap") & (verdict["arm"] == "method")]
-    assert sap["vs_reference"].str.endswith("(unpaired: Welch)").all()
+    taylor = verdict[(verdict["variant"] == "taylor") & (verdict["arm"] == "method")]
+    assert len(taylor) == 1 and taylor["vs_reference"].str.endswith("(unpaired: Welch)").all()
 
 
 def test_a_reference_of_another_protocol_is_refused_with_nothing_written(tmp_path, reference):

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 from typing import Any
 
+from bench.protocol import choice_key
 from bench.studies import study_lock
 from bench.sweep.plan import GridPoint, SweepConfig
 from bench.sweep.objective import Objective
@@ -60,12 +61,13 @@ def trial_point(trial: Any) -> GridPoint | None:
 
 def chosen_configuration(trials: list[Any]) -> GridPoint | None:
     """The configuration seed 0 chose among a ratio's COMPLETE tune trials: the best validation accuracy (the
-    trial's first value), an exact tie going to the smaller lr, then the earlier settings candidate; None
-    when none completed. The verdict applies the same rule to the tracked runs (``bench.verdict.selection``)."""
+    trial's first value), an exact tie going to the smaller lr, then the earlier settings candidate
+    (``bench.protocol.CHOICE_ORDER``, which the verdict applies to the tracked runs); None when none completed."""
     done = [(t.values[0], trial_point(t)) for t in trials if t.state.name == "COMPLETE"]
     if not done:
         return None
-    _, best = min(done, key=lambda vp: (-vp[0], vp[1].lr, vp[1].settings))
+    _, best = min(done, key=lambda vp: choice_key({"val_acc_top1": vp[0], "lr": vp[1].lr,
+                                                    "settings_rank": vp[1].settings}))
     return dataclasses.replace(best, stage="confirm")
 
 

@@ -33,18 +33,20 @@ class StageRunner:
         if "method" in have:  # measured before (a study with fewer seeds, a rerun, a tune trial): not trained again
             self.reused += 1
             main = have["method"]
-            main.controls = list(self.controls_of(config, arms[1:]).values()) if len(arms) > 1 else []
+            main.controls = list(self.controls_of(config, arms[1:], have).values()) if len(arms) > 1 else []
             return main
         return run_experiment(config, self.tracker, self.parent_run_id, progress=self.progress,
                               on_run_start=self.started, extra_tags=self.tags, arms=arms)
 
-    def controls_of(self, config: ExperimentConfig, controls: tuple[str, ...]) -> dict[str, RunResult]:
+    def controls_of(self, config: ExperimentConfig, controls: tuple[str, ...],
+                    have: dict[str, RunResult] | None = None) -> dict[str, RunResult]:
         """Control arms of ``config`` (derived from its method's compressed model, compressed again when the
-        method arm itself is not needed at this lr): tracked, or trained now."""
+        method arm itself is not needed at this lr): tracked, or trained now. ``have``: the arms of ``config``
+        the caller found tracked already (searched here when not given)."""
         from bench.pipeline import run_experiment
         from bench.records import tracked_arms
 
-        have = tracked_arms(self.tracker, config)
+        have = dict(tracked_arms(self.tracker, config) if have is None else have)
         need = tuple(arm for arm in controls if arm not in have)
         self.reused += len(controls) - len(need)
         if need:
@@ -80,9 +82,10 @@ def confirm(runner: StageRunner, at: ConfigAt, lr: float, lrs: tuple[float, ...]
     on_seed0: dict[float, dict[str, RunResult]] = {}
     for candidate in lrs if controls else ():
         config = at(0, candidate)
-        if candidate != lr and "method" not in tracked_arms(runner.tracker, config):
+        have = tracked_arms(runner.tracker, config)
+        if candidate != lr and "method" not in have:
             continue  # the method never completed here (given up after its retries): no control to derive
-        on_seed0[candidate] = runner.controls_of(config, controls)
+        on_seed0[candidate] = runner.controls_of(config, controls, have)
     chosen = {arm: min(on_seed0, key=lambda c: (-on_seed0[c][arm].metrics["val_acc_top1"], c)) for arm in controls}
     results[0].controls = [on_seed0[chosen[arm]][arm] for arm in controls]
     for seed in range(1, seeds):

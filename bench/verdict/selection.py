@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.protocol import CHOICE_ORDER
 from bench.verdict.values import _isna
 
 TUNED_KINDS = ("compressed", "control")
@@ -55,8 +56,9 @@ def select_on_validation(runs: "pandas.DataFrame") -> "pandas.DataFrame":
 
 # An exact tie in validation accuracy goes to the smaller lr, then the earlier settings candidate (the defaults
 # first), then the smaller run id: the choice never depends on row order. ``bench.sweep.grid`` uses the same rule.
-_ORDER = ["val_acc_top1", "lr", "settings_rank", "run_id"]
-_ASCENDING = [False, True, True, True]
+# ``CHOICE_ORDER``, then the run id: a rerun of the same configuration never changes which run is reported
+_ORDER = [column for column, _ in CHOICE_ORDER] + ["run_id"]
+_ASCENDING = [ascending for _, ascending in CHOICE_ORDER] + [True]
 _CELL = ["experiment", "variant", "requested_ratio"]
 
 
