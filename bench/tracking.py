@@ -1,7 +1,7 @@
 """MLflow tracking through an explicit client (no global active run, so sweeps and workers can nest runs).
 
 Schema (docs/design.md "Tracking schema"): one experiment per ``dataset/model``; tags method, dataset, model,
-seed, kind (baseline | control | compressed | sweep), study, and the environment of ``bench.environment``.
+seed, kind (baseline | control | compressed | sweep | unreachable | reference), study, and the environment of ``bench.environment``.
 A run that raises ends FAILED, one interrupted ends KILLED: never left RUNNING.
 
 What MLflow's own UI reads is filled in too (``TrackingOptions``): the dataset as a run input (name, split
