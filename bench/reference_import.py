@@ -33,22 +33,29 @@ def imported_ids(tracker: Tracker, experiment: str) -> set[str]:
 
 def import_reference(tracker: Tracker, rows: "pandas.DataFrame", source: str) -> int:
     """Log each of ``rows`` (tidy runs of one experiment, a reference's) as a FINISHED run of kind ``reference``
-    with its identity as tags, its method parameters as params and its measurements as metrics; skips those
-    already imported. Returns how many were logged."""
+    with its identity as tags, its method parameters as params and its measurements as metrics, and ``chosen``
+    (yes for the runs the verdict's selection keeps among ``rows``: whole cells, every seed and candidate);
+    skips those already imported. Returns how many were logged."""
     from mlflow.entities import Metric, Param, RunTag
+
+    from bench.verdict import TUNED_KINDS, select_on_validation
 
     if rows.empty:
         return 0
     experiment = rows["experiment"].iloc[0]
     done = imported_ids(tracker, experiment)
     exp_id = tracker.experiment_id(experiment)
+    # the comparison view shows the runs the verdict keeps (tag ``chosen``, ``bench.chosen_tags``): recomputed by
+    # the verdict's own selection, per cell, so a reference exported before the tag existed shows the same
+    tuned = rows[rows["kind"].isin(TUNED_KINDS)]
+    kept = set(select_on_validation(tuned)["run_id"].dropna()) if not tuned.empty else set()
     measured = [c for c in rows.columns if c not in _IDENTITY and not c.startswith(("system/", "finetune.",
                                                                                     "baseline.", "dataset."))]
     logged = 0
     for record in rows.to_dict("records"):
         if str(record["run_id"]) in done:
             continue
-        tags = _tags(record, source)
+        tags = {**_tags(record, source), "chosen": "yes" if record["run_id"] in kept else "no"}
         name = (f"reference · {tags['variant']}{_arm_text(tags['arm'])} · {tags['requested_ratio']}x · "
                 f"seed {tags['seed']}")
         run = tracker.client.create_run(exp_id, run_name=name, tags=tags)
@@ -80,7 +87,7 @@ def _tags(record: dict[str, Any], source: str) -> dict[str, str]:
             "lr": f"{record['lr']:g}", "seed": str(int(record["seed"]))}
     if isinstance(record.get("settings_rank"), (int, float)) and math.isfinite(record["settings_rank"]):
         tags["settings_rank"] = str(int(record["settings_rank"]))
-    for key in ("dataset", "model", "method", "variant", "protocol", "protocol_hash", "settings", "tuning", "chosen",
+    for key in ("dataset", "model", "method", "variant", "protocol", "protocol_hash", "settings", "tuning",
                 "baseline_key"):
         value = record.get(key)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):

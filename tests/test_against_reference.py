@@ -50,7 +50,7 @@ def test_only_the_new_method_trains_and_the_reference_rows_are_its_own(tmp_path,
     trained = subprocess.run([sys.executable, "-c", "from bench.figures import tidy_runs; from bench.tracking import "
                               "Tracker; t = Tracker(); r = tidy_runs(t); print(sorted(set(r.loc[r.kind == 'compressed', "
                               "'method']))); f = t.runs_frame(None, \"tags.kind = 'reference'\"); "
-                              "print(sorted(f['tags.reference_run_id']))"], cwd=REPO, capture_output=True, text=True,
+                              "print(sorted(f['tags.reference_run_id'])); print(int((f['tags.chosen'] == 'yes').sum()))"], cwd=REPO, capture_output=True, text=True,
                              env={**os.environ, "COMPRESSION_BENCH_RESULTS": str(tmp_path)}).stdout.splitlines()
     assert trained[0] == "['taylor']"  # the reference's methods are never trained again
     theirs_runs = read_runs(reference)
@@ -64,6 +64,8 @@ def test_only_the_new_method_trains_and_the_reference_rows_are_its_own(tmp_path,
     pd.testing.assert_frame_equal(mag[["n", "acc_mean", "acc_std", "acc_points", "lr_chosen", "settings_chosen"]],
                                   ref[["n", "acc_mean", "acc_std", "acc_points", "lr_chosen", "settings_chosen"]])
     assert set(ours["variant"]) >= {"taylor", "magnitude"}
+    # the UI's comparison view (tag chosen = yes) shows every point the verdict reports from the reference
+    assert int(trained[2]) == int(ours.loc[ours["variant"].str.startswith("magnitude"), "n"].sum())
 
 
 def test_other_baselines_switch_to_an_unpaired_interval_and_say_so(tmp_path, reference):
