@@ -98,6 +98,21 @@ def check_reference(ref: "pandas.DataFrame", experiment: str, protocol_label: st
                                 f"{protocol_label}")
 
 
+def reference_plan(ref: "pandas.DataFrame") -> list[tuple[str, str, str]]:
+    """What the reference's compressed runs were run over, as groups of ratios sharing their seeds and lr
+    candidates (a grid widened at some ratios only, like the Fashion-MNIST 32x column, makes two groups):
+    ``(seeds, ratios, lrs)`` as ``compare`` flags take them, so a new method is tuned over exactly the
+    reference's configurations at every ratio (equal tuning budgets) and runs its seeds."""
+    comp = ref[ref["kind"] == "compressed"]
+    per_ratio = {float(r): (int(g["seed"].nunique()), tuple(sorted(g["lr"].dropna().unique())))
+                 for r, g in comp.groupby("requested_ratio")}
+    groups: dict[tuple[int, tuple[float, ...]], list[float]] = {}
+    for ratio in sorted(per_ratio):
+        groups.setdefault(per_ratio[ratio], []).append(ratio)
+    return [(str(seeds), ",".join(f"{r:g}" for r in ratios), ",".join(f"{lr:g}" for lr in lrs))
+            for (seeds, lrs), ratios in groups.items()]
+
+
 def baseline_mismatches(local: "pandas.DataFrame", ref: "pandas.DataFrame") -> list[str]:
     """Seeds whose local dense baseline is not the reference's (by cache key and test accuracy), or that one
     side lacks: where this list is not empty, local and reference arms cannot be paired on seed."""

@@ -96,3 +96,27 @@ def test_a_reference_imported_into_the_store_is_kind_reference_never_a_local_res
         if pd.notna(row.acc_top1):
             assert copy["metrics.acc_top1"] == row.acc_top1
     assert tidy_runs(tracker).empty  # another store's runs: never in a local verdict, export or chosen tag
+
+
+def test_the_reference_plan_groups_ratios_by_their_seeds_and_lr_candidates():
+    from bench.reference_runs import reference_plan
+
+    rows = []
+    for ratio, seeds, lrs in ((2.0, 3, (1e-3, 3e-3, 1e-2, 3e-2)), (32.0, 5, (1e-3, 3e-3, 1e-2, 3e-2, 9e-2)),
+                              (128.0, 5, (1e-3, 3e-3, 1e-2, 3e-2)), (8.0, 3, (1e-3, 3e-3, 1e-2, 3e-2))):
+        rows += [{"kind": "compressed", "requested_ratio": ratio, "seed": 0, "lr": lr} for lr in lrs]  # tuned on 0
+        rows += [{"kind": "compressed", "requested_ratio": ratio, "seed": s, "lr": lrs[1]} for s in range(1, seeds)]
+    rows.append({"kind": "control", "requested_ratio": 1.0, "seed": 0, "lr": 0.5})  # not a ratio of the plan
+    assert reference_plan(pd.DataFrame(rows)) == [("3", "2,8", "0.001,0.003,0.01,0.03"),
+                                                  ("5", "32", "0.001,0.003,0.01,0.03,0.09"),
+                                                  ("5", "128", "0.001,0.003,0.01,0.03")]
+
+
+def test_compare_against_the_shipped_reference_runs_its_plan(capsys):
+    from bench.cli import main
+
+    assert main(["compare", "--dataset", "mnist-5k", "--model", "lenet300", "--methods", "taylor", "--against",
+                 "reference", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "--method taylor" in lines[0]  # the plugin conftest registers; nothing else
+    assert "--seeds 3 --ratios 2,4,8,16,32,64,128 --finetune-lr 0.001,0.003,0.01,0.03" in lines[0]

@@ -203,14 +203,17 @@ def _compare(args: argparse.Namespace, main: Main) -> int:
     known = {m for m, _ in comparison_variants()}
     if only and not only <= known:
         raise UsageError(f"--methods: unknown {', '.join(sorted(only - known))}; choose from: {', '.join(sorted(known))}")
+    args.plan = None
     ref = load_against(args, protocol, only) if args.against else None
-    extra = ["--workers", args.workers, "--quiet"] + (["--seeds", args.seeds] if args.seeds else []) \
-        + (["--ratios", args.ratios] if args.ratios else []) + (["--storage", args.storage] if args.storage else []) \
-        + (["--finetune-lr", args.finetune_lr] if args.finetune_lr else []) \
+    extra = ["--workers", args.workers, "--quiet"] + (["--storage", args.storage] if args.storage else []) \
         + (["--tuning", args.tuning] if args.tuning else []) + (["--settings", args.settings] if args.settings else []) \
         + ([] if args.log_models else ["--no-log-models"]) + [a for p in args.plugin for a in ("--plugin", p)] \
         + (["--allow-large"] if getattr(args, "allow_large", False) else [])
-    argvs = study_argvs(args.dataset, args.model, args.protocol, extra, only)
+    argvs = []
+    for seeds, ratios, lrs in args.plan or [(args.seeds, args.ratios, args.finetune_lr)]:
+        plan = (["--seeds", seeds] if seeds else []) + (["--ratios", ratios] if ratios else []) \
+            + (["--finetune-lr", lrs] if lrs else [])
+        argvs += study_argvs(args.dataset, args.model, args.protocol, plan + extra, only)
     for argv in argvs:  # every study validated before the first one trains
         sweep_from_args(build_parser().parse_args(argv))
     start = time.perf_counter()

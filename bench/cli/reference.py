@@ -11,11 +11,13 @@ from bench.cli.values import UsageError
 
 def load_against(args: argparse.Namespace, protocol: Any, only: set[str] | None) -> "pandas.DataFrame":
     """The reference ``--against`` names (a runs.csv, or ``reference``: the shipped one of this dataset, model
-    and protocol), checked against this comparison; fills in ``--seeds`` and ``--ratios`` from it when unset, so
-    the new method runs on the reference's points. Every refusal is one line, before anything is written."""
+    and protocol), checked against this comparison. Without ``--seeds``, ``--ratios`` and ``--finetune-lr`` the
+    new method runs exactly the reference's plan (``args.plan``: its ratios grouped by seeds and lr candidates,
+    ``reference_plan``); otherwise the unset ones come from the reference. Every refusal is one line, before
+    anything is written."""
     from bench.paths import REPO
     from bench.reference_runs import (ReferenceFormatError, ReferenceMismatch, check_reference, read_runs,
-                                      reference_file)
+                                      reference_file, reference_plan)
 
     if not only:
         raise UsageError("--against needs --methods: the method(s) to run against the reference "
@@ -31,6 +33,9 @@ def load_against(args: argparse.Namespace, protocol: Any, only: set[str] | None)
         raise UsageError(str(e)) from None
     where = path.resolve()
     ref.attrs["source"] = str(where.relative_to(REPO) if where.is_relative_to(REPO) else where)
+    if args.seeds is None and args.ratios is None and args.finetune_lr is None:
+        args.plan = reference_plan(ref)  # one group of studies per (seeds, lr candidates) of the reference
+        return ref
     comp = ref[ref["kind"] == "compressed"]
     if args.seeds is None:
         args.seeds = str(int(comp["seed"].nunique()))
