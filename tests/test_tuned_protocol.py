@@ -187,3 +187,21 @@ def test_the_earlier_fair_is_one_flag_pair_away():
     assert label() == FAIR.label != label("--settings", "1")
     with pytest.raises(UsageError, match="--settings"):
         label("--settings", "0")
+
+
+def test_equal_budgets_are_judged_per_ratio_across_methods():
+    """A grid widened at one ratio for every method is equal; one method with fewer configurations is named."""
+    from bench.verdict.settings import budget_line
+
+    def cell(variant: str, ratio: float, lrs: tuple[float, ...]) -> list[dict]:
+        return [{"experiment": "d/m", "variant": variant, "requested_ratio": ratio, "lr": lr, "settings": s,
+                 "tuning": "seed0", "kind": "compressed", "arm": "method", "seed": 0, "val_acc_top1": 0.5}
+                for lr in lrs for s in ("defaults", "rounds=3")]
+
+    four, five = (1e-3, 3e-3, 1e-2, 3e-2), (1e-3, 3e-3, 1e-2, 3e-2, 9e-2)
+    rows = [r for v in ("magnitude", "sap") for r in cell(v, 8.0, four) + cell(v, 32.0, five)]
+    assert budget_line(pd.DataFrame(rows)) == ("Every method was tuned over the same number of configurations at "
+                                               "each ratio: d/m: 8 at 8x; d/m: 10 at 32x.")
+    rows = cell("magnitude", 8.0, four) + cell("magnitude", 32.0, five) + cell("sap", 8.0, four) + cell("sap", 32.0, four)
+    line = budget_line(pd.DataFrame(rows))
+    assert line.startswith("WARNING") and line.endswith("d/m 32x: magnitude 10, sap 8")

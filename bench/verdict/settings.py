@@ -39,17 +39,37 @@ def settings_report(runs: "pandas.DataFrame") -> "pandas.DataFrame":
 
 
 def configuration_counts(runs: "pandas.DataFrame") -> "pandas.DataFrame":
-    """Per (experiment, variant): the configurations (lr x settings) each requested ratio was tuned over on seed
-    0, as the smallest and largest count over its ratios. Equal tuning budgets mean one count for every row."""
-    import pandas as pd
-
+    """Per (experiment, requested ratio, variant): how many configurations (lr x settings) seed 0 tuned. Equal
+    tuning budgets mean one count per (experiment, ratio) for every variant; the count may differ between
+    ratios (a grid the edge rule widened at some ratios only, for every method)."""
     m = _seed0_methods(runs)
     if m.empty:
-        return pd.DataFrame(columns=["experiment", "variant", "min_configurations", "max_configurations"])
-    per_cell = (m.assign(configuration=m["lr"].astype(str) + " | " + m["settings"].astype(str))
-                .groupby(["experiment", "variant", "requested_ratio"])["configuration"].nunique())
-    out = per_cell.groupby(["experiment", "variant"]).agg(min_configurations="min", max_configurations="max")
-    return out.reset_index()
+        import pandas as pd
+
+        return pd.DataFrame(columns=["experiment", "requested_ratio", "variant", "configurations"])
+    return (m.assign(configuration=m["lr"].astype(str) + " | " + m["settings"].astype(str))
+            .groupby(["experiment", "requested_ratio", "variant"])["configuration"].nunique()
+            .rename("configurations").reset_index())
+
+
+def budget_line(runs: "pandas.DataFrame") -> str:
+    """Whether every method was tuned over the same number of configurations at each ratio: the counts, or a
+    WARNING naming the ratios where methods differ and their counts."""
+    counts = configuration_counts(runs)
+    if counts.empty:
+        return ""
+    cells = counts.groupby(["experiment", "requested_ratio"])["configurations"]
+    unequal = counts[cells.transform("nunique") > 1]
+    if not unequal.empty:
+        return ("WARNING — unequal tuning budgets (methods tuned over different numbers of configurations at the "
+                "same ratio): " + "; ".join(
+                    f"{e} {r:g}x: " + ", ".join(f"{v} {n}" for v, n in zip(g["variant"], g["configurations"]))
+                    for (e, r), g in unequal.groupby(["experiment", "requested_ratio"])))
+    per_count: dict[tuple[str, int], list[float]] = {}
+    for (e, r), n in cells.first().items():
+        per_count.setdefault((e, int(n)), []).append(float(r))
+    return ("Every method was tuned over the same number of configurations at each ratio: " + "; ".join(
+        f"{e}: {n} at {', '.join(f'{r:g}x' for r in sorted(rs))}" for (e, n), rs in sorted(per_count.items())) + ".")
 
 
 def settings_lines(runs: "pandas.DataFrame") -> list[str]:
@@ -60,14 +80,7 @@ def settings_lines(runs: "pandas.DataFrame") -> list[str]:
     if report.empty:
         return []
     shown = report.rename(columns={"moved": "diff_moved"})  # to_markdown prints acc_* and diff_* in percent
-    counts = configuration_counts(runs)
-    unequal = counts[(counts["min_configurations"] != counts["max_configurations"])
-                     | (counts.groupby("experiment")["max_configurations"].transform("nunique") > 1)]
-    budget = ("Every method was tuned over the same number of configurations at every ratio: "
-              + ", ".join(f"{e}: {int(n)}" for e, n in counts.groupby("experiment")["max_configurations"].max().items())
-              + "." if unequal.empty else
-              "WARNING — unequal tuning budgets (configurations per ratio differ): "
-              + "; ".join(f"{r.variant}: {r.min_configurations}-{r.max_configurations}" for r in unequal.itertuples()))
+    budget = budget_line(runs)
     return ["## Each method's own settings: tuned vs defaults (seed 0)", "",
             "The settings seed 0's validation accuracy chose at each ratio, and seed 0's test accuracy (%) there "
             "against the method's defaults at their own best lr; `moved` in points. One seed: the defaults are not "
